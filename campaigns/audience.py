@@ -1,0 +1,96 @@
+"""A campaign's audience: who it would reach now, and the frozen recipient snapshot at send time."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+from django.utils import timezone
+
+from campaigns.models import Campaign, Contact, Recipient, Subscription
+from campaigns.segments import segment_filter
+from tracking.models import Suppression
+
+SUBSCRIBED = Subscription.Status.SUBSCRIBED
+
+
+def _on_lists(list_ids: list[int]) -> Exists:
+    return Exists(Subscription.objects.filter(contact=OuterRef("pk"), contact_list_id__in=list_ids, status=SUBSCRIBED))
+
+
+def _selection(campaign: Campaign) -> QuerySet[Contact]:
+    """Contacts chosen by the include/exclude lists and segments, before any status filtering."""
+    include_lists = list(campaign.include_lists.values_list("pk", flat=True))
+    exclude_lists = list(campaign.exclude_lists.values_list("pk", flat=True))
+    include = Q(pk__in=[])
+    if include_lists:
+        include |= Q(_on_lists(include_lists))
+    for segment in campaign.include_segments.all():
+        include |= segment_filter(segment)
+    contacts = Contact.objects.filter(include)
+    if exclude_lists:
+        contacts = contacts.exclude(_on_lists(exclude_lists))
+    for segment in campaign.exclude_segments.all():
+        contacts = contacts.exclude(segment_filter(segment))
+    return contacts
+
+
+def _suppressed() -> Exists:
+    return Exists(Suppression.objects.filter(email=OuterRef("email")))
+
+
+def audience_queryset(campaign: Campaign) -> QuerySet[Contact]:
+    """Who would receive the campaign if it were sent now."""
+    return _selection(campaign).filter(status=Contact.Status.ACTIVE).exclude(_suppressed())
+
+
+def audience_count(campaign: Campaign) -> int:
+    return audience_queryset(campaign).count()
+
+
+def audience_left_out(campaign: Campaign) -> dict[str, int]:
+    """How many selected contacts are left out, and why (status, or the suppression list)."""
+    selection = _selection(campaign)
+    counts = {
+        status: selection.filter(status=status).count()
+        for status in (Contact.Status.UNSUBSCRIBED, Contact.Status.BOUNCED, Contact.Status.COMPLAINED)
+    }
+    counts["suppressed"] = selection.filter(status=Contact.Status.ACTIVE).filter(_suppressed()).count()
+    return {key: value for key, value in counts.items() if value}
+
+
+def audience_snapshot(*, campaign_id: int) -> int:
+    """Freeze the audience into Recipient rows with one INSERT … SELECT; safe to run twice.
+
+    Contacts are unique on their normalised email, so the snapshot is deduplicated by
+    construction. Returns the number of recipients of the campaign.
+    """
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.snapshot_at is not None:
+            return campaign.recipients.count()
+        # Django keeps the values_list() order (fields and annotations) in the SELECT.
+        select_sql, params = (
+            audience_queryset(campaign)
+            .order_by()
+            .annotate(
+                snapshot_campaign=Value(campaign.pk),
+                snapshot_status=Value(str(Recipient.Status.QUEUED)),
+                snapshot_attempts=Value(0),
+                snapshot_error=Value(""),
+            )
+            .values_list("snapshot_campaign", "pk", "email", "snapshot_status", "snapshot_attempts", "snapshot_error")
+            .query.sql_with_params()
+        )
+        table = connection.ops.quote_name(Recipient._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (campaign_id, contact_id, email, status, attempts, error) {select_sql}",
+                params,
+            )
+        campaign.snapshot_at = timezone.now()
+        campaign.left_out = audience_left_out(campaign)
+        campaign.save(update_fields=["snapshot_at", "left_out"])
+        from tracking.models import CampaignStats
+
+        CampaignStats.objects.get_or_create(campaign=campaign)
+        return campaign.recipients.count()

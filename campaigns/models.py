@@ -1,0 +1,214 @@
+"""Contacts, lists, segments, campaigns and their recipients.
+
+State changes go through ``campaigns.services`` (campaign life cycle) and ``campaigns.engine``
+(per-recipient delivery); views and tasks never assign ``status`` themselves.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+def normalise_email(address: str) -> str:
+    """One spelling per mailbox: trimmed, lower-cased, domain converted to IDNA (punycode).
+
+    Lower-casing the local part is not strictly RFC 5321, but every large provider treats it as
+    case-insensitive and duplicates that differ only in case are a far worse problem.
+    """
+    address = (address or "").strip().strip("<>").strip()
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return address.lower()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # validation reports it; keep the text as typed
+    return f"{local}@{domain}".lower()
+
+
+class Contact(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+
+    email = models.CharField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    source = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["email"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="contact_status_idx"),
+            models.Index(Lower("last_name"), name="contact_last_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def save(self, *args, **kwargs) -> None:
+        self.email = normalise_email(self.email)
+        super().save(*args, **kwargs)
+
+
+class ContactList(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        SUBSCRIBED = "subscribed", "Subscribed"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "contact_list"], name="subscription_unique"),
+        ]
+        indexes = [models.Index(fields=["contact_list", "status", "contact"], name="subscription_list_idx")]
+
+
+class Segment(models.Model):
+    """Saved rules (see ``campaigns.segments``); ``rules`` is a list of {field, operator, value}."""
+
+    class Match(models.TextChoices):
+        ALL = "all", "All rules"
+        ANY = "any", "Any rule"
+
+    name = models.CharField(max_length=200, unique=True)
+    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
+    rules = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    name = models.CharField(max_length=200)
+    subject = models.CharField(max_length=255)
+    preheader = models.CharField(max_length=255, blank=True)
+    from_email = models.CharField("From", max_length=254)
+    reply_to = models.CharField(max_length=254, blank=True)
+    html_body = models.TextField("HTML body")
+    text_body = models.TextField("Plain-text body", blank=True)
+
+    include_lists = models.ManyToManyField(ContactList, blank=True, related_name="campaigns_including")
+    exclude_lists = models.ManyToManyField(ContactList, blank=True, related_name="campaigns_excluding")
+    include_segments = models.ManyToManyField(Segment, blank=True, related_name="campaigns_including")
+    exclude_segments = models.ManyToManyField(Segment, blank=True, related_name="campaigns_excluding")
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when the audience has been frozen into Recipient rows.
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+    left_out = models.JSONField(default=dict, blank=True)
+    # Dispatchers touch this every batch; a stale value tells the engine tick to start new ones.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The post_office template the messages are rendered from (subject/html/text).
+    email_template = models.ForeignKey(
+        "post_office.EmailTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SENT, self.Status.CANCELLED}
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in {self.Status.DRAFT, self.Status.SCHEDULED}
+
+
+class Recipient(models.Model):
+    """One contact frozen into one campaign: the unit of delivery work."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    contact = models.ForeignKey(Contact, null=True, on_delete=models.SET_NULL, related_name="recipients")
+    email = models.CharField(max_length=254)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Earliest time a retry may be attempted (throttling / transient errors back off).
+    not_before = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    ses_message_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    error = models.CharField(max_length=500, blank=True)
+    outbox_email = models.ForeignKey(
+        "post_office.Email", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "email"], name="recipient_unique_email"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status", "id"], name="recipient_work_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class SendRateState(models.Model):
+    """The database rate limiter's shared clock (one row per limiter name)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    next_free = models.FloatField(default=0.0)

@@ -1,0 +1,203 @@
+"""The campaign life cycle: every change of ``Campaign.status`` goes through this module."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from campaigns.models import Campaign, Recipient
+
+Status = Campaign.Status
+
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    Status.DRAFT: {Status.SCHEDULED, Status.SENDING},
+    Status.SCHEDULED: {Status.DRAFT, Status.SENDING, Status.CANCELLED},
+    Status.SENDING: {Status.PAUSED, Status.SENT, Status.CANCELLED},
+    Status.PAUSED: {Status.SENDING, Status.CANCELLED},
+    Status.SENT: set(),
+    Status.CANCELLED: set(),
+}
+
+
+class CampaignError(Exception):
+    """A request that cannot be carried out; the message is shown to staff as it is."""
+
+
+def _transition(campaign_id: int, to: str, *, reason: str = "", allowed_from: set[str] | None = None) -> Campaign:
+    """Lock the campaign row, check the move is allowed and save it. Returns the fresh row."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+    current = Status(campaign.status)
+    target = Status(to)
+    if target not in ALLOWED_TRANSITIONS[current] or (allowed_from and current not in allowed_from):
+        raise CampaignError(f"A {current.label.lower()} campaign cannot be {_verb(target)}.")
+    campaign.status = target
+    campaign.status_reason = reason
+    fields = ["status", "status_reason", "updated_at"]
+    now = timezone.now()
+    if target == Status.SENDING and campaign.started_at is None:
+        campaign.started_at = now
+        fields.append("started_at")
+    if target in {Status.SENT, Status.CANCELLED}:
+        campaign.finished_at = now
+        fields.append("finished_at")
+    if target == Status.DRAFT:
+        campaign.scheduled_at = None
+        fields.append("scheduled_at")
+    campaign.save(update_fields=fields)
+    return campaign
+
+
+def _verb(status: Status) -> str:
+    return {
+        Status.DRAFT: "moved back to draft",
+        Status.SCHEDULED: "scheduled",
+        Status.SENDING: "sent",
+        Status.PAUSED: "paused",
+        Status.SENT: "marked as sent",
+        Status.CANCELLED: "cancelled",
+    }[status]
+
+
+def _check_ready(campaign: Campaign) -> None:
+    from campaigns.audience import audience_count
+    from campaigns.rendering import TemplateProblem, compile_campaign
+
+    if not (campaign.include_lists.exists() or campaign.include_segments.exists()):
+        raise CampaignError("Choose at least one list or segment to send to before sending.")
+    try:
+        compile_campaign(campaign)
+    except TemplateProblem as problem:
+        raise CampaignError(f"The content has a problem: {problem}") from None
+    if audience_count(campaign) == 0:
+        raise CampaignError("The audience is empty: nobody on the chosen lists can receive this campaign.")
+
+
+def campaign_send_now(*, campaign_id: int) -> Campaign:
+    """Start sending at once: freeze the audience and start dispatchers in a worker."""
+    with transaction.atomic():
+        campaign = Campaign.objects.get(pk=campaign_id)
+        if campaign.status in {Status.DRAFT, Status.SCHEDULED}:
+            _check_ready(campaign)
+        campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.DRAFT, Status.SCHEDULED})
+        Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
+        transaction.on_commit(lambda: async_task("campaigns.tasks.campaign_start", campaign_id))
+    return campaign
+
+
+def campaign_schedule(*, campaign_id: int, when: datetime) -> Campaign:
+    """Send at ``when`` (aware). A django-q2 schedule starts it even if the web process is down."""
+    if timezone.is_naive(when):
+        raise CampaignError("The send time needs a time zone.")
+    if when <= timezone.now() + timedelta(seconds=30):
+        raise CampaignError("Choose a time at least a minute in the future, or send now.")
+    with transaction.atomic():
+        campaign = Campaign.objects.get(pk=campaign_id)
+        _check_ready(campaign)
+        campaign = _transition(campaign_id, Status.SCHEDULED, allowed_from={Status.DRAFT, Status.SCHEDULED})
+        campaign.scheduled_at = when
+        campaign.save(update_fields=["scheduled_at"])
+        Schedule.objects.update_or_create(
+            name=_schedule_name(campaign_id),
+            defaults={
+                "func": "campaigns.tasks.campaign_start_scheduled",
+                "args": repr((campaign_id,)),
+                "schedule_type": Schedule.ONCE,
+                "next_run": when,
+                "repeats": 1,
+            },
+        )
+    return campaign
+
+
+def campaign_unschedule(*, campaign_id: int) -> Campaign:
+    with transaction.atomic():
+        campaign = _transition(campaign_id, Status.DRAFT, allowed_from={Status.SCHEDULED})
+        Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
+    return campaign
+
+
+def campaign_start_due(*, campaign_id: int) -> Campaign | None:
+    """Called by the schedule (or the engine tick): start a scheduled campaign whose time came."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Status.SCHEDULED or not campaign.scheduled_at:
+            return None
+        if campaign.scheduled_at > timezone.now():
+            return None
+        campaign = _transition(campaign_id, Status.SENDING)
+        Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
+        transaction.on_commit(lambda: async_task("campaigns.tasks.campaign_start", campaign_id))
+    return campaign
+
+
+def campaign_pause(*, campaign_id: int, reason: str = "Paused by staff.") -> Campaign:
+    with transaction.atomic():
+        return _transition(campaign_id, Status.PAUSED, reason=reason)
+
+
+def campaign_resume(*, campaign_id: int) -> Campaign:
+    with transaction.atomic():
+        campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED})
+        transaction.on_commit(lambda: dispatchers_start(campaign_id=campaign_id))
+    return campaign
+
+
+def campaign_cancel(*, campaign_id: int) -> Campaign:
+    """Stop for good: queued recipients are skipped; messages already with SES finish."""
+    with transaction.atomic():
+        campaign = _transition(campaign_id, Status.CANCELLED)
+        Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
+        Recipient.objects.filter(campaign_id=campaign_id, status=Recipient.Status.QUEUED).update(
+            status=Recipient.Status.SKIPPED, error="Campaign cancelled"
+        )
+    return campaign
+
+
+def campaign_finish_if_done(*, campaign_id: int) -> bool:
+    """Mark a sending campaign sent once no recipient is queued or in flight."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Status.SENDING or campaign.snapshot_at is None:
+            return False
+        busy = Recipient.objects.filter(
+            campaign_id=campaign_id, status__in=[Recipient.Status.QUEUED, Recipient.Status.SENDING]
+        ).exists()
+        if busy:
+            return False
+        _transition(campaign_id, Status.SENT)
+    return True
+
+
+def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
+    original = Campaign.objects.get(pk=campaign_id)
+    copy = Campaign.objects.create(
+        name=f"Copy of {original.name}"[:200],
+        subject=original.subject,
+        preheader=original.preheader,
+        from_email=original.from_email,
+        reply_to=original.reply_to,
+        html_body=original.html_body,
+        text_body=original.text_body,
+        created_by=user,
+    )
+    copy.include_lists.set(original.include_lists.all())
+    copy.exclude_lists.set(original.exclude_lists.all())
+    copy.include_segments.set(original.include_segments.all())
+    copy.exclude_segments.set(original.exclude_segments.all())
+    return copy
+
+
+def dispatchers_start(*, campaign_id: int, count: int | None = None) -> None:
+    """Enqueue dispatch tasks; extra ones are harmless because claims are atomic."""
+    from django.conf import settings
+
+    for _ in range(count or settings.SEND_DISPATCHERS):
+        async_task("campaigns.tasks.campaign_dispatch", campaign_id)
+
+
+def _schedule_name(campaign_id: int) -> str:
+    return f"campaign-start-{campaign_id}"

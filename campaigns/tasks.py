@@ -1,0 +1,53 @@
+"""django-q2 tasks: thin wrappers that fetch by id and call a service."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from campaigns import engine, services
+from campaigns.audience import audience_snapshot
+from campaigns.models import Campaign
+
+logger = logging.getLogger(__name__)
+
+
+def campaign_start(campaign_id: int) -> int:
+    """Freeze the audience, then start the dispatchers."""
+    count = audience_snapshot(campaign_id=campaign_id)
+    logger.info("campaign %s: %s recipients frozen", campaign_id, count)
+    if not services.campaign_finish_if_done(campaign_id=campaign_id):
+        services.dispatchers_start(campaign_id=campaign_id)
+    return count
+
+
+def campaign_start_scheduled(campaign_id: int) -> None:
+    services.campaign_start_due(campaign_id=campaign_id)
+
+
+def campaign_dispatch(campaign_id: int) -> str:
+    return engine.campaign_dispatch(campaign_id=campaign_id)
+
+
+def engine_tick() -> dict:
+    """Every minute: start overdue scheduled campaigns, requeue recipients of dead workers and
+    restart dispatchers for sending campaigns whose dispatchers stopped beating."""
+    now = timezone.now()
+    started = 0
+    for campaign_id in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, scheduled_at__lte=now).values_list(
+        "pk", flat=True
+    ):
+        started += bool(services.campaign_start_due(campaign_id=campaign_id))
+    requeued = engine.reclaim_stale()
+    restarted = 0
+    stale = now - timezone.timedelta(seconds=engine.heartbeat_grace())
+    for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
+        if campaign.snapshot_at is None:
+            if campaign.started_at and campaign.started_at < stale:
+                campaign_start(campaign.pk)
+                restarted += 1
+        elif campaign.heartbeat_at is None or campaign.heartbeat_at < stale:
+            services.dispatchers_start(campaign_id=campaign.pk)
+            restarted += 1
+    return {"started": started, "requeued": requeued, "restarted": restarted}

@@ -1,0 +1,226 @@
+"""Campaign pages (staff) and the public unsubscribe / preference pages."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from campaigns import services
+from campaigns.audience import audience_count, audience_left_out
+from campaigns.forms import CampaignForm, ScheduleForm
+from campaigns.models import Campaign, Contact, ContactList, Recipient
+from campaigns.unsubscribe import recipient_for_token, unsubscribe_recipient
+
+
+def _campaign(pk: int) -> Campaign:
+    return get_object_or_404(Campaign, pk=pk)
+
+
+@require_GET
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    campaigns = Campaign.objects.annotate(
+        recipient_count=Count("recipients"),
+        sent_count=Count("recipients", filter=Q(recipients__status=Recipient.Status.SENT)),
+    )
+    return render(request, "campaigns/campaign_list.html", {"campaigns": campaigns})
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_create(request: HttpRequest) -> HttpResponse:
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.instance.created_by = request.user
+        campaign = form.save()
+        messages.success(request, f"Campaign “{campaign.name}” saved as a draft.")
+        return redirect("campaigns:detail", pk=campaign.pk)
+    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": None})
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    if not campaign.is_editable:
+        messages.error(request, "This campaign has started; its content can no longer change. Duplicate it instead.")
+        return redirect("campaigns:detail", pk=pk)
+    form = CampaignForm(request.POST or None, instance=campaign)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Changes saved.")
+        return redirect("campaigns:detail", pk=pk)
+    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": campaign})
+
+
+@require_GET
+def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    context = {"campaign": campaign, "progress": progress(campaign), "schedule_form": ScheduleForm()}
+    if campaign.snapshot_at is None:
+        context["audience_count"] = audience_count(campaign)
+        context["left_out"] = audience_left_out(campaign)
+    return render(request, "campaigns/campaign_detail.html", context)
+
+
+@require_GET
+def campaign_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    response = render(
+        request, "campaigns/campaign_detail.html#progress", {"campaign": campaign, "progress": progress(campaign)}
+    )
+    if campaign.is_finished or campaign.status == Campaign.Status.DRAFT:
+        stop = HttpResponseStopPolling()
+        stop.content = response.content
+        return stop
+    return response
+
+
+def progress(campaign: Campaign) -> dict:
+    counts = dict(
+        campaign.recipients.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    total = sum(counts.values())
+    done = sum(counts.get(s, 0) for s in (Recipient.Status.SENT, Recipient.Status.FAILED, Recipient.Status.SKIPPED))
+    elapsed = (timezone.now() - campaign.started_at).total_seconds() if campaign.started_at else 0
+    sent = counts.get(Recipient.Status.SENT, 0)
+    rate = sent / elapsed if elapsed > 0 and campaign.status == Campaign.Status.SENDING else 0
+    remaining = total - done
+    return {
+        "total": total,
+        "queued": counts.get(Recipient.Status.QUEUED, 0),
+        "sending": counts.get(Recipient.Status.SENDING, 0),
+        "sent": sent,
+        "failed": counts.get(Recipient.Status.FAILED, 0),
+        "skipped": counts.get(Recipient.Status.SKIPPED, 0),
+        "done": done,
+        "percent": round(100 * done / total) if total else 0,
+        "rate": rate,
+        "seconds_left": int(remaining / rate) if rate else None,
+    }
+
+
+def _act(request: HttpRequest, pk: int, action, success: str) -> HttpResponse:
+    try:
+        action(campaign_id=pk)
+    except services.CampaignError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, success)
+    return redirect("campaigns:detail", pk=pk)
+
+
+@require_POST
+def campaign_send(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, services.campaign_send_now, "Sending has started. Progress updates below.")
+
+
+@require_POST
+def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
+    form = ScheduleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid date, time and time zone to schedule the campaign.")
+        return redirect("campaigns:detail", pk=pk)
+    when = form.cleaned_data["send_at"]
+
+    def schedule(*, campaign_id: int) -> Campaign:
+        return services.campaign_schedule(campaign_id=campaign_id, when=when)
+
+    local = when.strftime("%d %b %Y %H:%M %Z")
+    return _act(request, pk, schedule, f"Scheduled for {local}.")
+
+
+@require_POST
+def campaign_unschedule(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, services.campaign_unschedule, "Unscheduled: the campaign is a draft again.")
+
+
+@require_POST
+def campaign_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, services.campaign_pause, "Paused. Messages already handed to SES will still arrive.")
+
+
+@require_POST
+def campaign_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, services.campaign_resume, "Resumed.")
+
+
+@require_POST
+def campaign_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, services.campaign_cancel, "Cancelled. Nobody else will receive it.")
+
+
+@require_POST
+def campaign_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
+    copy = services.campaign_duplicate(campaign_id=pk, user=request.user)
+    messages.success(request, "Duplicated: this is the new draft.")
+    return redirect("campaigns:detail", pk=copy.pk)
+
+
+# --- audiences (lists) ----------------------------------------------------------------------------
+
+
+@require_GET
+def list_index(request: HttpRequest) -> HttpResponse:
+    lists = ContactList.objects.annotate(
+        subscribed=Count("subscriptions", filter=Q(subscriptions__status="subscribed"))
+    )
+    return render(
+        request,
+        "campaigns/list_index.html",
+        {"lists": lists, "contact_count": Contact.objects.count()},
+    )
+
+
+# --- public pages: unsubscribe, preferences, view online ----------------------------------------
+
+
+@csrf_exempt  # RFC 8058 one-click POSTs come from mailbox providers, without a CSRF token.
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    recipient = recipient_for_token(token)
+    if recipient is None:
+        return render(request, "public/link_invalid.html", status=404)
+    if request.method == "POST":
+        unsubscribe_recipient(recipient=recipient)
+        return render(request, "public/unsubscribed.html", {"recipient": recipient, "token": token})
+    return render(request, "public/unsubscribe_confirm.html", {"recipient": recipient, "token": token})
+
+
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    from campaigns.unsubscribe import preferences_save
+
+    recipient = recipient_for_token(token)
+    if recipient is None or recipient.contact is None:
+        return render(request, "public/link_invalid.html", status=404)
+    contact = recipient.contact
+    if request.method == "POST":
+        chosen = {int(pk) for pk in request.POST.getlist("lists") if pk.isdigit()}
+        preferences_save(contact=contact, list_ids=chosen)
+        messages.success(request, "Your preferences are saved.")
+        return redirect("campaigns:preferences", token=token)
+    subscribed = set(contact.subscriptions.filter(status="subscribed").values_list("contact_list_id", flat=True))
+    offered = ContactList.objects.filter(subscriptions__contact=contact).distinct()
+    return render(
+        request,
+        "public/preferences.html",
+        {"contact": contact, "lists": offered, "subscribed": subscribed, "token": token},
+    )
+
+
+@require_GET
+def view_online(request: HttpRequest, token: str) -> HttpResponse:
+    from campaigns.rendering import compile_campaign, recipient_context, render_for
+
+    recipient = recipient_for_token(token)
+    if recipient is None:
+        return render(request, "public/link_invalid.html", status=404)
+    rendered = render_for(compile_campaign(recipient.campaign), recipient_context(recipient))
+    response = HttpResponse(rendered.html)
+    # Campaign HTML is shown as the recipient got it, never with script.
+    response["Content-Security-Policy"] = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'"
+    return response

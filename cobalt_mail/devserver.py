@@ -1,0 +1,86 @@
+"""`make run`: migrate, bootstrap, then run the local SES, the worker cluster, the event simulator
+and the web server together until Ctrl-C, which stops all of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = os.environ.get("RUN_HOST", "127.0.0.1")
+PORT = os.environ.get("RUN_PORT", "8000")
+SES_PORT = os.environ.get("LOCAL_SES_PORT", "5005")
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"Nothing answered on port {port} after {timeout:.0f} s; see the messages above.")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main() -> None:
+    for port, what in ((int(PORT), "RUN_PORT"), (int(SES_PORT), "LOCAL_SES_PORT")):
+        if not port_free(port):
+            raise SystemExit(f"Port {port} is already in use. Stop what uses it, or set {what} to another port.")
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("AWS_SES_ENDPOINT_URL", f"http://127.0.0.1:{SES_PORT}")
+    env.setdefault("AWS_ACCESS_KEY_ID", "local")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    env.setdefault("SEND_RATE", "20")
+    env.setdefault("SITE_URL", f"http://{HOST}:{PORT}")
+    env.setdefault("SNS_LOCAL_SIMULATOR", "1")
+    manage = [PYTHON, str(ROOT / "manage.py")]
+
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=ROOT)
+    subprocess.run([*manage, "bootstrap"], env=env, check=True, cwd=ROOT)
+
+    children: list[subprocess.Popen] = []
+
+    def start(args: list[str]) -> None:
+        children.append(subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True))
+
+    try:
+        start([PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", SES_PORT])
+        wait_for_port(int(SES_PORT))
+        subprocess.run([*manage, "ses_verify_senders"], env=env, check=True, cwd=ROOT)
+        start([*manage, "qcluster"])
+        if (ROOT / "tracking" / "management" / "commands" / "ses_simulator.py").exists():
+            start([*manage, "ses_simulator", "--webhook-url", f"http://{HOST}:{PORT}/tracking/ses/"])
+        start([*manage, "runserver", f"{HOST}:{PORT}", "--noreload"])
+        wait_for_port(int(PORT))
+        print(f"\n  Cobalt Mail is running at http://{HOST}:{PORT}/  (log in with the staff login above)")
+        print(f"  Local SES: http://127.0.0.1:{SES_PORT}/  ·  Press Ctrl-C to stop everything.\n", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("A component stopped unexpectedly; stopping the others.", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping…")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

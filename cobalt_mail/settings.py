@@ -1,0 +1,233 @@
+"""Cobalt Mail settings: one module, every value from the environment (see README, "Settings")."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from cobalt_mail.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Test overrides live here and only here: on under pytest, and in the workers tests start.
+TESTING = env_bool("COBALT_TESTING", default="pytest" in sys.modules)
+DEBUG = env_bool("DEBUG", default=False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it (or SECRET_KEY_FILE) to a long random string; only DEBUG=1 runs without one."
+        )
+    SECRET_KEY = "insecure-development-key-never-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = (env_str("SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_tables2",
+    "django_q",
+    "post_office",
+    "django_ses",
+    "campaigns",
+    "tracking",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "cobalt_mail.permissions.StaffOnlyMiddleware",
+]
+
+ROOT_URLCONF = "cobalt_mail.urls"
+WSGI_APPLICATION = "cobalt_mail.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'var' / 'cobalt_mail.sqlite3'}"
+DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # A file, not memory: the browser tests' server thread and real qcluster processes share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(BASE_DIR / "var" / f"test_{env_str('COBALT_TEST_DB_SUFFIX', 'main')}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_cobalt_{env_str('COBALT_TEST_DB_SUFFIX', 'main')}"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_URL = "media/"
+
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not (DEBUG or TESTING))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "SAMEORIGIN"
+if env_bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Mail: Django 6.1 MAILERS. "default" queues into post_office; post_office delivers through
+# "ses" (django-ses). The engine sends through "ses" directly, one connection per thread.
+COBALT_MAILERS = {
+    "default": {"BACKEND": "post_office.EmailBackend"},
+    "ses": {"BACKEND": "django_ses.SESBackend"},
+}
+MAILERS = dict(COBALT_MAILERS)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Cobalt Mail <news@cobalt.example>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Verified SES identities staff may send from (comma separated addresses).
+SENDER_ADDRESSES = env_list("SENDER_ADDRESSES", ["news@cobalt.example"])
+POSTAL_ADDRESS = env_str("POSTAL_ADDRESS", "Cobalt Mail, 1 Example Street, Exampletown")
+
+POST_OFFICE = {
+    "DEFAULT_MAILER": "ses",
+    "MAX_RETRIES": 0,  # the engine retries, post_office only records
+    "LOG_LEVEL": 1,
+    "BATCH_SIZE": 1000,
+    "CELERY_ENABLED": False,
+    "MESSAGE_ID_ENABLED": False,  # SES replaces Message-ID anyway
+}
+
+AWS_SES_REGION_NAME = env_str("AWS_SES_REGION_NAME", env_str("AWS_DEFAULT_REGION", "us-east-1"))
+AWS_SES_REGION_ENDPOINT = f"email.{AWS_SES_REGION_NAME}.amazonaws.com"
+AWS_SES_REGION_ENDPOINT_URL = env_str("AWS_SES_ENDPOINT_URL") or None
+AWS_SES_CONFIGURATION_SET = env_str("AWS_SES_CONFIGURATION_SET", "cobalt-mail") or None
+# Our limiter is global across workers; django-ses' own throttle counts per process.
+AWS_SES_AUTO_THROTTLE = None
+AWS_SES_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID")
+AWS_SES_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY")
+
+# --- Delivery engine
+# Messages per second for the whole installation; empty = SES GetSendQuota MaxSendRate.
+SEND_RATE = env_float("SEND_RATE", None, minimum=0.01)
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
+SEND_THREADS = env_int("SEND_THREADS", 4, minimum=1)
+SEND_DISPATCHERS = env_int("SEND_DISPATCHERS", 2, minimum=1)
+SEND_TASK_SECONDS = env_int("SEND_TASK_SECONDS", 60, minimum=5)
+SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 5, minimum=1)
+SEND_STALE_SECONDS = env_int("SEND_STALE_SECONDS", 300, minimum=10)
+RATE_LIMITER = env_str("RATE_LIMITER", "redis" if env_str("REDIS_URL") else "database")
+
+# --- Reputation guard (SES reviews accounts at these rates)
+GUARD_MIN_DELIVERIES = env_int("GUARD_MIN_DELIVERIES", 200, minimum=1)
+GUARD_BOUNCE_RATE = env_float("GUARD_BOUNCE_RATE", 0.05, minimum=0)
+GUARD_COMPLAINT_RATE = env_float("GUARD_COMPLAINT_RATE", 0.001, minimum=0)
+SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
+
+# --- SNS webhook
+SNS_VERIFY_SIGNATURES = env_bool("SNS_VERIFY_SIGNATURES", default=True)
+SNS_TOPIC_ARNS = env_list("SNS_TOPIC_ARNS", [])
+# Extra certificate URL prefixes to trust besides https://sns.<region>.amazonaws.com/ (local only).
+SNS_CERT_TRUSTED_URLS = env_list("SNS_CERT_TRUSTED_URLS", [])
+SNS_MAX_BODY_BYTES = env_int("SNS_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+
+# --- Queue: django-q2. ORM broker by default, Redis when REDIS_URL is set.
+REDIS_URL = env_str("REDIS_URL")
+Q_CLUSTER = {
+    "name": env_str("Q_CLUSTER_NAME", "cobalt"),
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "recycle": 500,
+    # A dispatch task works at most SEND_TASK_SECONDS and re-enqueues itself; "retry" must
+    # exceed "timeout" so that the ORM broker never hands a running task to a second worker.
+    "timeout": env_int("Q_TIMEOUT", 600, minimum=30),
+    "retry": env_int("Q_RETRY", 720, minimum=60),
+    "max_attempts": 3,
+    "queue_limit": 20,
+    "bulk": 5,
+    "poll": 0.2,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+if TESTING and env_str("REDIS_URL"):
+    Q_CLUSTER["name"] = f"cobalt_test_{env_str('COBALT_TEST_DB_SUFFIX', 'main')}"
+
+DJANGO_TABLES2_TEMPLATE = "tables/bulma.html"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "django_ses": {"level": "WARNING"},
+    },
+}
+
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+else:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    }

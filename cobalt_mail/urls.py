@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from cobalt_mail import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("reports/", views.reports, name="reports"),
+    path("settings/", views.settings_page, name="settings"),
+    path("admin/", admin.site.urls),
+    path("", include("campaigns.urls")),
+    path("tracking/", include("tracking.urls")),
+]

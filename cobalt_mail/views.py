@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from campaigns.models import Campaign, Contact, ContactList
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    context = {
+        "recent": Campaign.objects.all()[:5],
+        "campaign_count": Campaign.objects.count(),
+        "contact_count": Contact.objects.count(),
+        "list_count": ContactList.objects.count(),
+    }
+    return render(request, "home.html", context)
+
+
+@require_GET
+def reports(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "coming_soon.html",
+        {
+            "title": "Reports",
+            "what": "Campaign dashboards with delivery, "
+            "bounce, complaint, open and click figures, charts and CSV exports will appear here.",
+        },
+    )
+
+
+@require_GET
+def settings_page(request: HttpRequest) -> HttpResponse:
+    from django.conf import settings
+
+    rows = [
+        ("Verified senders", ", ".join(settings.SENDER_ADDRESSES)),
+        ("SES region", settings.AWS_SES_REGION_NAME),
+        ("SES endpoint", settings.AWS_SES_REGION_ENDPOINT_URL or "AWS (default)"),
+        ("Configuration set", settings.AWS_SES_CONFIGURATION_SET or "none"),
+        ("Send rate limit", f"{settings.SEND_RATE} msg/s" if settings.SEND_RATE else "SES MaxSendRate"),
+        ("Rate limiter", settings.RATE_LIMITER),
+        ("Public site URL", settings.SITE_URL),
+    ]
+    return render(request, "settings.html", {"rows": rows})

@@ -1,0 +1,17 @@
+// Cobalt Mail: the few behaviours htmx attributes cannot express.
+document.addEventListener("click", (event) => {
+  const burger = event.target.closest(".navbar-burger");
+  if (burger) {
+    const menu = document.getElementById(burger.dataset.target);
+    burger.classList.toggle("is-active");
+    menu.classList.toggle("is-active");
+  }
+  const confirmButton = event.target.closest("[data-confirm]");
+  if (confirmButton && !window.confirm(confirmButton.dataset.confirm)) {
+    event.preventDefault();
+  }
+  const closer = event.target.closest(".notification .delete");
+  if (closer) {
+    closer.parentNode.remove();
+  }
+});

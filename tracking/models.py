@@ -1,0 +1,133 @@
+"""SES events, the suppression list and the per-campaign counters the reports read."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Suppression(models.Model):
+    """An address no campaign may reach, whatever its contact or list status says."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+        COMPLAINT = "complaint", "Complaint"
+        MANUAL = "manual", "Added by staff"
+        IMPORTED = "imported", "Imported"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed through SES"
+
+    email = models.CharField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class AddressHealth(models.Model):
+    """Consecutive soft bounces per address, across campaigns (reset by a delivery)."""
+
+    email = models.CharField(max_length=254, unique=True)
+    consecutive_soft_bounces = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Event(models.Model):
+    """One SES event as SNS delivered it; unique on the SNS MessageId so replays change nothing."""
+
+    class Type(models.TextChoices):
+        SEND = "send", "Send"
+        DELIVERY = "delivery", "Delivery"
+        BOUNCE = "bounce", "Bounce"
+        COMPLAINT = "complaint", "Complaint"
+        REJECT = "reject", "Reject"
+        OPEN = "open", "Open"
+        CLICK = "click", "Click"
+        RENDERING_FAILURE = "rendering_failure", "Rendering failure"
+        DELIVERY_DELAY = "delivery_delay", "Delivery delay"
+        SUBSCRIPTION = "subscription", "Subscription"
+
+    sns_message_id = models.CharField(max_length=100, unique=True)
+    event_type = models.CharField(max_length=20, choices=Type.choices)
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    recipient = models.ForeignKey(
+        "campaigns.Recipient", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    ses_message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    email = models.CharField(max_length=254, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    bounce_type = models.CharField(max_length=20, blank=True)
+    bounce_subtype = models.CharField(max_length=40, blank=True)
+    detail = models.CharField(max_length=1000, blank=True)  # diagnostic, feedback type, reason
+    link = models.URLField(max_length=2000, blank=True)
+    ip_address = models.CharField(max_length=45, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    is_machine = models.BooleanField(default=False)
+    payload = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["campaign", "event_type", "occurred_at"], name="event_campaign_idx"),
+            models.Index(fields=["recipient", "occurred_at"], name="event_recipient_idx"),
+            models.Index(fields=["occurred_at"], name="event_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_type_display()} {self.email}"
+
+
+class CampaignStats(models.Model):
+    """Counters per campaign, updated in the same transaction as the event that moves them."""
+
+    campaign = models.OneToOneField("campaigns.Campaign", on_delete=models.CASCADE, related_name="stats")
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    bounced_hard = models.PositiveIntegerField(default=0)
+    bounced_soft = models.PositiveIntegerField(default=0)
+    complained = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    delayed = models.PositiveIntegerField(default=0)
+    rendering_failures = models.PositiveIntegerField(default=0)
+    opens = models.PositiveIntegerField(default=0)
+    human_opens = models.PositiveIntegerField(default=0)
+    unique_opens = models.PositiveIntegerField(default=0)
+    unique_human_opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    human_clicks = models.PositiveIntegerField(default=0)
+    unique_clicks = models.PositiveIntegerField(default=0)
+    unique_human_clicks = models.PositiveIntegerField(default=0)
+    unsubscribed = models.PositiveIntegerField(default=0)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+
+    COUNTER_FIELDS = (
+        "sent",
+        "delivered",
+        "bounced_hard",
+        "bounced_soft",
+        "complained",
+        "rejected",
+        "delayed",
+        "rendering_failures",
+        "opens",
+        "human_opens",
+        "unique_opens",
+        "unique_human_opens",
+        "clicks",
+        "human_clicks",
+        "unique_clicks",
+        "unique_human_clicks",
+        "unsubscribed",
+    )
