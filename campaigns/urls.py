@@ -17,7 +17,6 @@ urlpatterns = [
     path("campaigns/<int:pk>/resume/", views.campaign_resume, name="resume"),
     path("campaigns/<int:pk>/cancel/", views.campaign_cancel, name="cancel"),
     path("campaigns/<int:pk>/duplicate/", views.campaign_duplicate, name="duplicate"),
-    path("audiences/", views.list_index, name="audiences"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("u/<str:token>/preferences/", views.preferences, name="preferences"),
     path("m/<str:token>/", views.view_online, name="view_online"),

@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 from campaigns import services
 from campaigns.audience import audience_count, audience_left_out
 from campaigns.forms import CampaignForm, ScheduleForm
-from campaigns.models import Campaign, Contact, ContactList, Recipient
+from campaigns.models import Campaign, ContactList, Recipient
 from campaigns.unsubscribe import recipient_for_token, unsubscribe_recipient
 
 
@@ -158,21 +158,6 @@ def campaign_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
     copy = services.campaign_duplicate(campaign_id=pk, user=request.user)
     messages.success(request, "Duplicated: this is the new draft.")
     return redirect("campaigns:detail", pk=copy.pk)
-
-
-# --- audiences (lists) ----------------------------------------------------------------------------
-
-
-@require_GET
-def list_index(request: HttpRequest) -> HttpResponse:
-    lists = ContactList.objects.annotate(
-        subscribed=Count("subscriptions", filter=Q(subscriptions__status="subscribed"))
-    )
-    return render(
-        request,
-        "campaigns/list_index.html",
-        {"lists": lists, "contact_count": Contact.objects.count()},
-    )
 
 
 # --- public pages: unsubscribe, preferences, view online ----------------------------------------

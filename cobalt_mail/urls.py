@@ -11,6 +11,7 @@ urlpatterns = [
     path("reports/", views.reports, name="reports"),
     path("settings/", views.settings_page, name="settings"),
     path("admin/", admin.site.urls),
+    path("audiences/", include("campaigns.audience_urls")),
     path("", include("campaigns.urls")),
     path("tracking/", include("tracking.urls")),
 ]
