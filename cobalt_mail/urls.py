@@ -12,6 +12,7 @@ urlpatterns = [
     path("settings/", views.settings_page, name="settings"),
     path("admin/", admin.site.urls),
     path("audiences/", include("campaigns.audience_urls")),
+    path("", include("campaigns.compose_urls")),
     path("", include("campaigns.urls")),
     path("tracking/", include("tracking.urls")),
 ]
