@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from campaigns.audience import audience_count, audience_left_out
 from campaigns.forms import CampaignForm, ScheduleForm
 from campaigns.models import Campaign, ContactList, Recipient
 from campaigns.unsubscribe import recipient_for_token, unsubscribe_recipient
+from cobalt_mail.timezones import SESSION_TIME_ZONE
 
 
 def _campaign(pk: int) -> Campaign:
@@ -59,7 +61,12 @@ def campaign_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(pk)
-    context = {"campaign": campaign, "progress": progress(campaign), "schedule_form": ScheduleForm()}
+    schedule_form = ScheduleForm(initial={"time_zone": request.session.get(SESSION_TIME_ZONE, settings.TIME_ZONE)})
+    # Until the staff member has chosen a zone, the browser preselects its own (static/js/app.js).
+    schedule_form.fields["time_zone"].widget.attrs.update(
+        {"data-browser-time-zone": "", "data-user-chosen": "1" if SESSION_TIME_ZONE in request.session else "0"}
+    )
+    context = {"campaign": campaign, "progress": progress(campaign), "schedule_form": schedule_form}
     if campaign.snapshot_at is None:
         context["audience_count"] = audience_count(campaign)
         context["left_out"] = audience_left_out(campaign)
@@ -125,11 +132,13 @@ def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose a valid date, time and time zone to schedule the campaign.")
         return redirect("campaigns:detail", pk=pk)
     when = form.cleaned_data["send_at"]
+    # Remember the staff member's zone: times are shown in it from now on (stored in UTC).
+    request.session[SESSION_TIME_ZONE] = form.cleaned_data["time_zone"]
 
     def schedule(*, campaign_id: int) -> Campaign:
         return services.campaign_schedule(campaign_id=campaign_id, when=when)
 
-    local = when.strftime("%d %b %Y %H:%M %Z")
+    local = when.strftime("%d %b %Y %H:%M") + f" ({form.cleaned_data['time_zone']})"
     return _act(request, pk, schedule, f"Scheduled for {local}.")
 
 

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "cobalt_mail.permissions.StaffOnlyMiddleware",
+    "cobalt_mail.timezones.StaffTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "cobalt_mail.urls"

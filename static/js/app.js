@@ -15,3 +15,13 @@ document.addEventListener("click", (event) => {
     closer.parentNode.remove();
   }
 });
+
+// Preselect the browser's own time zone in time-zone pickers the server left at its default.
+document.addEventListener("DOMContentLoaded", () => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  document.querySelectorAll("select[data-browser-time-zone]").forEach((select) => {
+    if (select.dataset.userChosen !== "1" && [...select.options].some((option) => option.value === zone)) {
+      select.value = zone;
+    }
+  });
+});
