@@ -33,7 +33,14 @@ def port_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # run the same clean-up as Ctrl-C
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Started from a script in the background, SIGINT may arrive ignored; Ctrl-C must always work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for port, what in ((int(PORT), "RUN_PORT"), (int(SES_PORT), "LOCAL_SES_PORT")):
         if not port_free(port):
             raise SystemExit(f"Port {port} is already in use. Stop what uses it, or set {what} to another port.")
@@ -62,7 +69,7 @@ def main() -> None:
         start([*manage, "qcluster"])
         if (ROOT / "tracking" / "management" / "commands" / "ses_simulator.py").exists():
             start([*manage, "ses_simulator", "--webhook-url", f"http://{HOST}:{PORT}/tracking/ses/"])
-        start([*manage, "runserver", f"{HOST}:{PORT}", "--noreload"])
+        start([*manage, "runserver", f"{HOST}:{PORT}"])
         wait_for_port(int(PORT))
         print(f"\n  Cobalt Mail is running at http://{HOST}:{PORT}/  (log in with the staff login above)")
         print(f"  Local SES: http://127.0.0.1:{SES_PORT}/  ·  Press Ctrl-C to stop everything.\n", flush=True)
@@ -72,14 +79,25 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nStopping…")
     finally:
+        stop_all(children)
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    """SIGTERM every component (qcluster finishes its current task), SIGKILL what lingers."""
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 8
+    try:
         for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass  # a second Ctrl-C, or too slow: stop the rest at once
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    print("Stopped.")
 
 
 if __name__ == "__main__":
