@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django_ses",
     "campaigns",
     "tracking",
+    "reports",
 ]
 
 MIDDLEWARE = [

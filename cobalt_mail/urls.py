@@ -8,7 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("reports/", views.reports, name="reports"),
+    path("reports/", include("reports.urls")),
     path("settings/", views.settings_page, name="settings"),
     path("admin/", admin.site.urls),
     path("audiences/", include("campaigns.audience_urls")),

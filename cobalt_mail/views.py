@@ -19,19 +19,6 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def reports(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "coming_soon.html",
-        {
-            "title": "Reports",
-            "what": "Campaign dashboards with delivery, "
-            "bounce, complaint, open and click figures, charts and CSV exports will appear here.",
-        },
-    )
-
-
-@require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
     from django.conf import settings
 

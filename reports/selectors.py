@@ -1,0 +1,216 @@
+"""Reads for the report pages: figures, rates, chart series. Counters only, never a recount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from reports.breakdowns import breakdown_map, breakdown_rows
+from tracking.models import CampaignStats
+
+# Hourly points for the first days of a campaign, then daily.
+HOURLY_DAYS = 3
+
+
+@dataclass(frozen=True)
+class Rate:
+    label: str
+    value: float | None
+    definition: str
+
+    @property
+    def percent(self) -> str:
+        return "–" if self.value is None else f"{100 * self.value:.1f}%"
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def campaign_stats(campaign: Campaign) -> CampaignStats:
+    return CampaignStats.objects.filter(campaign=campaign).first() or CampaignStats(campaign=campaign)
+
+
+def recipient_total(campaign: Campaign) -> int:
+    totals = breakdown_map(campaign_id=campaign.pk, kinds=["meta"])["meta"]
+    if "recipients" in totals:
+        return totals["recipients"]
+    return campaign.recipients.count() if campaign.snapshot_at else 0
+
+
+def headline(campaign: Campaign) -> dict:
+    stats = campaign_stats(campaign)
+    total = recipient_total(campaign)
+    bounced = stats.bounced_hard + stats.bounced_soft
+    left_out = sum((campaign.left_out or {}).values())
+    figures = {
+        "recipients": total,
+        "left_out": left_out,
+        "sent": stats.sent,
+        "delivered": stats.delivered,
+        "bounced": bounced,
+        "bounced_hard": stats.bounced_hard,
+        "bounced_soft": stats.bounced_soft,
+        "complained": stats.complained,
+        "opens": stats.opens,
+        "human_opens": stats.human_opens,
+        "unique_opens": stats.unique_opens,
+        "unique_human_opens": stats.unique_human_opens,
+        "clicks": stats.clicks,
+        "human_clicks": stats.human_clicks,
+        "unique_clicks": stats.unique_clicks,
+        "unique_human_clicks": stats.unique_human_clicks,
+        "unsubscribed": stats.unsubscribed,
+        "last_event_at": stats.last_event_at,
+    }
+    figures["rates"] = [
+        Rate("Delivery rate", _ratio(stats.delivered, stats.sent), "Delivered ÷ sent to SES."),
+        Rate("Bounce rate", _ratio(bounced, stats.sent), "Hard + soft bounces ÷ sent. SES reviews accounts at 5%."),
+        Rate(
+            "Complaint rate", _ratio(stats.complained, stats.delivered), "Complaints ÷ delivered. SES reviews at 0.1%."
+        ),
+        Rate(
+            "Open rate (human)",
+            _ratio(stats.unique_human_opens, stats.delivered),
+            "Recipients with at least one open not flagged as automatic ÷ delivered.",
+        ),
+        Rate("Open rate (all)", _ratio(stats.unique_opens, stats.delivered), "Recipients with any open ÷ delivered."),
+        Rate(
+            "Click rate (human)",
+            _ratio(stats.unique_human_clicks, stats.delivered),
+            "Recipients with at least one click not flagged as automatic ÷ delivered.",
+        ),
+        Rate(
+            "Click-to-open rate",
+            _ratio(stats.unique_human_clicks, stats.unique_human_opens),
+            "Recipients who clicked ÷ recipients who opened (human opens and clicks).",
+        ),
+        Rate("Unsubscribe rate", _ratio(stats.unsubscribed, stats.delivered), "Unsubscribes ÷ delivered."),
+    ]
+    return figures
+
+
+def activity_series(campaign: Campaign) -> tuple[list[datetime], dict[str, list[int]], str]:
+    """Opens and clicks over time: hourly during the first days, then per day."""
+    kinds = ["hour:open", "hour:human_open", "hour:click", "hour:human_click"]
+    data = breakdown_map(campaign_id=campaign.pk, kinds=kinds)
+    hours = sorted({key for values in data.values() for key in values})
+    if not hours:
+        return [], {}, "hour"
+    first = _parse_hour(hours[0])
+    last = max(_parse_hour(hours[-1]), first)
+    daily = last - first > timedelta(days=HOURLY_DAYS)
+    step = timedelta(days=1) if daily else timedelta(hours=1)
+    start = first.replace(hour=0) if daily else first
+    buckets: list[datetime] = []
+    moment = start
+    while moment <= last:
+        buckets.append(moment)
+        moment += step
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    names = {
+        "hour:human_open": "Opens (human)",
+        "hour:open": "Opens (all)",
+        "hour:human_click": "Clicks (human)",
+        "hour:click": "Clicks (all)",
+    }
+    series = {}
+    for kind in ("hour:human_open", "hour:open", "hour:human_click", "hour:click"):
+        values = [0] * len(buckets)
+        for key, count in data[kind].items():
+            moment = _parse_hour(key)
+            bucket = moment.replace(hour=0) if daily else moment
+            values[index[bucket]] += count
+        series[names[kind]] = values
+    return buckets, series, "day" if daily else "hour"
+
+
+def _parse_hour(key: str) -> datetime:
+    return datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+
+
+def funnel(campaign: Campaign, figures: dict) -> list[tuple[str, int]]:
+    return [
+        ("Recipients", figures["recipients"]),
+        ("Sent", figures["sent"]),
+        ("Delivered", figures["delivered"]),
+        ("Opened (human)", figures["unique_human_opens"]),
+        ("Clicked (human)", figures["unique_human_clicks"]),
+    ]
+
+
+def domain_table(campaign: Campaign, *, limit: int = 10) -> list[dict]:
+    data = breakdown_map(campaign_id=campaign.pk, kinds=["domain:recipients", "domain:delivered", "domain:bounced"])
+    rows = []
+    for domain, recipients in sorted(data["domain:recipients"].items(), key=lambda item: (-item[1], item[0]))[:limit]:
+        delivered = data["domain:delivered"].get(domain, 0)
+        bounced = data["domain:bounced"].get(domain, 0)
+        rows.append(
+            {
+                "domain": domain,
+                "recipients": recipients,
+                "delivered": delivered,
+                "bounced": bounced,
+                "delivery_rate": Rate("", _ratio(delivered, recipients), "").percent,
+                "bounce_rate": Rate("", _ratio(bounced, recipients), "").percent,
+            }
+        )
+    return rows
+
+
+def top_links(campaign: Campaign, *, limit: int = 10) -> list[tuple[str, int]]:
+    return breakdown_rows(campaign_id=campaign.pk, kind="link:human_click", limit=limit)
+
+
+def bounce_reasons(campaign: Campaign, *, limit: int = 10) -> list[tuple[str, int]]:
+    return breakdown_rows(campaign_id=campaign.pk, kind="bounce:reason", limit=limit)
+
+
+def refresh_interval(campaign: Campaign, figures: dict) -> int | None:
+    """Seconds until the next live refresh, slower as activity falls; None = stop polling.
+
+    Live while sending and for 48 hours after the last send, then only while events still come.
+    """
+    now = timezone.now()
+    if campaign.status in {Campaign.Status.SENDING, Campaign.Status.SCHEDULED}:
+        return 3
+    if campaign.status == Campaign.Status.DRAFT:
+        return None
+    last_event = figures.get("last_event_at")
+    finished = campaign.finished_at or campaign.updated_at
+    quiet = now - (last_event or finished)
+    if now - finished > timedelta(hours=48) and quiet > timedelta(hours=1):
+        return None
+    if quiet < timedelta(minutes=5):
+        return 5
+    if quiet < timedelta(hours=1):
+        return 15
+    return 60
+
+
+def account_health(*, days: int = 7) -> dict:
+    since = timezone.now() - timedelta(days=days)
+    totals = CampaignStats.objects.filter(campaign__started_at__gte=since).aggregate(
+        sent=Sum("sent"),
+        delivered=Sum("delivered"),
+        hard=Sum("bounced_hard"),
+        soft=Sum("bounced_soft"),
+        complained=Sum("complained"),
+    )
+    sent = totals["sent"] or 0
+    delivered = totals["delivered"] or 0
+    bounced = (totals["hard"] or 0) + (totals["soft"] or 0)
+    return {
+        "days": days,
+        "sent": sent,
+        "bounce_rate": Rate("Bounce rate", _ratio(bounced, sent), "SES reviews at 5%, may pause at 10%."),
+        "complaint_rate": Rate(
+            "Complaint rate", _ratio(totals["complained"] or 0, delivered), "SES reviews at 0.1%, may pause at 0.5%."
+        ),
+        "bounce_warning": (_ratio(bounced, sent) or 0) >= 0.05,
+        "complaint_warning": (_ratio(totals["complained"] or 0, delivered) or 0) >= 0.001,
+    }

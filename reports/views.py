@@ -1,0 +1,221 @@
+"""Report pages: the campaigns dashboard, one campaign's live report, comparisons."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
+
+from campaigns.models import Campaign, Recipient
+from reports import charts, recipients, selectors
+from tracking.models import CampaignStats, Event, Suppression
+
+logger = logging.getLogger(__name__)
+_quota_cache: dict[str, tuple[float, dict | None]] = {}
+
+
+def _campaign(pk: int) -> Campaign:
+    return get_object_or_404(Campaign, pk=pk)
+
+
+def send_quota() -> dict | None:
+    """SES GetSendQuota, cached for a minute; None when SES cannot be reached."""
+    cached = _quota_cache.get("quota")
+    if cached and time.monotonic() - cached[0] < 60:
+        return cached[1]
+    from campaigns.engine import ses_client
+
+    try:
+        quota = ses_client().get_send_quota()
+        result = {
+            "max_24h": quota["Max24HourSend"],
+            "sent_24h": quota["SentLast24Hours"],
+            "max_rate": quota["MaxSendRate"],
+            "used": quota["SentLast24Hours"] / quota["Max24HourSend"] if quota["Max24HourSend"] else None,
+        }
+    except Exception:  # shown as "not reachable" on the page; the dashboard must still load
+        logger.warning("GetSendQuota failed", exc_info=True)
+        result = None
+    _quota_cache["quota"] = (time.monotonic(), result)
+    return result
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    campaigns = list(Campaign.objects.exclude(status=Campaign.Status.DRAFT)[:100])
+    stats = {s.campaign_id: s for s in CampaignStats.objects.filter(campaign__in=campaigns)}
+    rows = []
+    for campaign in campaigns:
+        stat = stats.get(campaign.pk) or CampaignStats(campaign=campaign)
+        total = selectors.recipient_total(campaign)
+        rows.append(
+            {
+                "campaign": campaign,
+                "total": total,
+                "sent": stat.sent,
+                "percent": round(100 * stat.sent / total) if total else 0,
+                "delivery": selectors.Rate("", selectors._ratio(stat.delivered, stat.sent), "").percent,
+                "open": selectors.Rate("", selectors._ratio(stat.unique_human_opens, stat.delivered), "").percent,
+                "click": selectors.Rate("", selectors._ratio(stat.unique_human_clicks, stat.delivered), "").percent,
+                "bounce": selectors.Rate(
+                    "", selectors._ratio(stat.bounced_hard + stat.bounced_soft, stat.sent), ""
+                ).percent,
+            }
+        )
+    context = {
+        "rows": rows,
+        "health": selectors.account_health(),
+        "quota": send_quota(),
+        "suppressed": Suppression.objects.count(),
+    }
+    return render(request, "reports/index.html", context)
+
+
+def _report_context(campaign: Campaign) -> dict:
+    figures = selectors.headline(campaign)
+    times, series, unit = selectors.activity_series(campaign)
+    return {
+        "campaign": campaign,
+        "figures": figures,
+        "interval": selectors.refresh_interval(campaign, figures),
+        "activity_chart": charts.line_chart(
+            times, series, title="Opens and clicks over time", time_format="%d %b" if unit == "day" else "%d %b %H:00"
+        ),
+        "activity_unit": unit,
+        "funnel_chart": charts.bar_chart(selectors.funnel(campaign, figures), title="Delivery funnel"),
+        "bounce_chart": charts.bar_chart(selectors.bounce_reasons(campaign), title="Bounce reasons", color="#dc2626"),
+        "links_chart": charts.bar_chart(selectors.top_links(campaign), title="Top links", color="#16a34a"),
+        "domains": selectors.domain_table(campaign),
+    }
+
+
+@require_GET
+def campaign_report(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    return render(request, "reports/campaign.html", _report_context(campaign))
+
+
+@require_GET
+def campaign_live(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    context = _report_context(campaign)
+    response = render(request, "reports/campaign.html#live", context)
+    if context["interval"] is None:
+        stop = HttpResponseStopPolling()
+        stop.content = response.content
+        return stop
+    return response
+
+
+@require_GET
+def compare(request: HttpRequest) -> HttpResponse:
+    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    if len(ids) < 2:
+        messages.error(request, "Tick at least two campaigns to compare them.")
+        return redirect("reports:index")
+    campaigns = list(Campaign.objects.filter(pk__in=ids))
+    columns = [(campaign, selectors.headline(campaign)) for campaign in campaigns]
+    labels = [rate.label for rate in columns[0][1]["rates"]] if columns else []
+    rows = [(label, [figures["rates"][index].percent for _, figures in columns]) for index, label in enumerate(labels)]
+    counts = [
+        (name, [figures[key] for _, figures in columns])
+        for name, key in [
+            ("Recipients", "recipients"),
+            ("Sent", "sent"),
+            ("Delivered", "delivered"),
+            ("Bounced", "bounced"),
+            ("Complaints", "complained"),
+            ("Unique opens (human)", "unique_human_opens"),
+            ("Unique clicks (human)", "unique_human_clicks"),
+            ("Unsubscribes", "unsubscribed"),
+        ]
+    ]
+    return render(request, "reports/compare.html", {"campaigns": campaigns, "rows": rows, "counts": counts})
+
+
+# --- recipients of a campaign -----------------------------------------------------------------
+
+
+def _recipient_filters(request: HttpRequest) -> dict[str, str]:
+    outcome = request.GET.get("outcome", "")
+    return {
+        "outcome": outcome if outcome in recipients.OUTCOMES else "",
+        "search": request.GET.get("q", "")[:200],
+        "link": request.GET.get("link", "")[:2000],
+    }
+
+
+@require_GET
+def campaign_recipients(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    filters = _recipient_filters(request)
+    table = recipients.RecipientTable(recipients.recipients_filtered(campaign=campaign, **filters))
+    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
+    context = {"campaign": campaign, "table": table, "filters": filters, "outcomes": recipients.OUTCOMES}
+    template = "reports/campaign_recipients.html"
+    return render(request, f"{template}#recipients" if request.htmx else template, context)
+
+
+@require_GET
+def campaign_recipients_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    campaign = _campaign(pk)
+    filters = _recipient_filters(request)
+    rows = recipients.recipients_filtered(campaign=campaign, **filters)
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow([csv_safe(value) for value in row]) for row in recipients.export_rows(rows)),
+        content_type="text/csv; charset=utf-8",
+    )
+    name = filters["outcome"] or "all"
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{name}.csv"'
+    return response
+
+
+@require_POST
+def campaign_recipients_segment(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(pk)
+    filters = {
+        "outcome": request.POST.get("outcome", ""),
+        "search": request.POST.get("q", "")[:200],
+        "link": request.POST.get("link", "")[:2000],
+    }
+    try:
+        segment = recipients.segment_from_filter(campaign=campaign, **filters)
+    except ValueError as problem:
+        messages.error(request, str(problem))
+    else:
+        messages.success(
+            request, f"Saved as the segment “{segment.name}”: choose it as the audience of your next campaign."
+        )
+    query = urlencode({"outcome": filters["outcome"], "q": filters["search"]})
+    return redirect(f"{reverse('reports:recipients', args=[pk])}?{query}")
+
+
+@require_GET
+def recipient_timeline(request: HttpRequest, pk: int) -> HttpResponse:
+    recipient = get_object_or_404(Recipient.objects.select_related("campaign"), pk=pk)
+    events = Event.objects.filter(recipient=recipient).order_by("occurred_at", "id")[:200]
+    return render(request, "reports/_timeline.html", {"recipient": recipient, "events": events})
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming csv.writer output."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_safe(value: str) -> str:
+    """Spreadsheets run cells starting with = + - @ (or tab/CR) as formulas: prefix a quote."""
+    text = str(value)
+    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
