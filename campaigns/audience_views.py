@@ -1,18 +1,487 @@
-"""Audience pages: contacts, lists, segments, imports and the suppression list."""
+"""Audience pages: contacts, lists, segments, imports, exports and the suppression list.
+
+Thin views: forms validate, ``campaigns.contacts`` / ``campaigns.imports`` change state. Tables
+swap in place with htmx: when ``request.htmx`` the view renders only the "results" partial.
+"""
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from pathlib import Path
 
-from campaigns.models import Contact, ContactList
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
+
+from campaigns import contacts as services
+from campaigns.audience_forms import (
+    BulkActionForm,
+    ContactFilterForm,
+    ContactForm,
+    ContactListForm,
+    ImportForm,
+    RuleForm,
+    RuleFormSet,
+    SegmentForm,
+    SuppressionFilterForm,
+    SuppressionForm,
+    rules_from_formset,
+)
+from campaigns.exports import contacts_csv_rows
+from campaigns.imports import ImportRefused, file_inspect, import_job_create
+from campaigns.models import Contact, ContactList, ImportJob, Segment, Subscription
+from campaigns.segments import RuleError, rules_filter, segment_filter
+from campaigns.tables import ContactListTable, ContactTable, ImportJobTable, SegmentTable, SuppressionTable
+from tracking.models import Suppression
+
+PER_PAGE = 50
+
+
+def _paginate(request: HttpRequest, table, *, lazy: bool = True) -> None:
+    options = {"per_page": PER_PAGE}
+    if lazy:
+        # No COUNT(*): LazyPaginator fetches one row more than a page to know if there is a next.
+        options["paginator_class"] = LazyPaginator
+    RequestConfig(request, paginate=options).configure(table)
+
+
+def _page(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    """The whole page, or only its "results" partial for an htmx request.
+
+    A history-restore request (back button after hx-push-url, htmx cache miss) needs the whole
+    page; Vary keeps browsers from serving a cached partial for a normal visit, or the reverse.
+    """
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, f"{template}#results" if partial else template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+# --- contacts -----------------------------------------------------------------------------------
+
+
+def _contacts_table(request: HttpRequest, contacts) -> ContactTable:
+    table = ContactTable(contacts.only("pk", "email", "first_name", "last_name", "status", "created_at"))
+    _paginate(request, table)
+    return table
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    lists = ContactList.objects.annotate(
-        subscribed=Count("subscriptions", filter=Q(subscriptions__status="subscribed"))
+    """The contacts page is the audiences home."""
+    return contacts(request)
+
+
+@require_GET
+def contacts(request: HttpRequest) -> HttpResponse:
+    filter_form = ContactFilterForm(request.GET or None)
+    filters = filter_form.filters() if request.GET else {"query": "", "list_id": None, "status": ""}
+    filtered = any(filters.values())
+    total, estimated = (None, False) if filtered else services.contacts_total()
+    context = {
+        "filter_form": filter_form if request.GET else ContactFilterForm(),
+        "table": _contacts_table(request, services.contacts_search(**filters)),
+        "bulk_form": BulkActionForm(),
+        "lists": ContactList.objects.all(),
+        "total": total,
+        "estimated": estimated,
+        "filtered": filtered,
+        "export_query": request.GET.urlencode(),
+        "tab": "contacts",
+    }
+    return _page(request, "audiences/contacts.html", context)
+
+
+@require_GET
+def contacts_export(request: HttpRequest) -> StreamingHttpResponse:
+    filters = ContactFilterForm(request.GET).filters()
+    return _csv_response(services.contacts_search(**filters), "contacts")
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
+
+
+@require_POST
+def contacts_bulk(request: HttpRequest) -> HttpResponse:
+    form = BulkActionForm(request.POST)
+    back = _safe_next(request, reverse("audiences:contacts"))
+    if not form.is_valid():
+        errors = [error for errors in form.errors.values() for error in errors]
+        messages.error(request, " ".join(errors))
+        return redirect(back)
+    ids, action = form.cleaned_data["selected"], form.cleaned_data["action"]
+    if action == "add_to_list":
+        target = form.cleaned_data["contact_list"]
+        added = services.contacts_add_to_list(contact_ids=ids, list_id=target.pk)
+        skipped = len(ids) - added
+        note = f" ({skipped} already on it, unsubscribed or suppressed)" if skipped else ""
+        messages.success(request, f"{added} contacts added to “{target.name}”{note}.")
+    elif action == "unsubscribe":
+        changed = services.contacts_unsubscribe(contact_ids=ids)
+        messages.success(request, f"{changed} contacts unsubscribed from everything.")
+    else:
+        removed = services.contacts_remove(contact_ids=ids)
+        messages.success(request, f"{removed} contacts deleted.")
+    return redirect(back)
+
+
+@require_http_methods(["GET", "POST"])
+def contact_create(request: HttpRequest) -> HttpResponse:
+    return _contact_form(request, Contact())
+
+
+@require_http_methods(["GET", "POST"])
+def contact_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _contact_form(request, get_object_or_404(Contact, pk=pk))
+
+
+def _contact_form(request: HttpRequest, contact: Contact) -> HttpResponse:
+    initial = ContactForm.initial_for(contact) if contact.pk else {}
+    form = ContactForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            saved = services.contact_save(
+                contact=contact,
+                email=data["email"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                attributes=data["attributes"],
+                list_ids=[chosen.pk for chosen in data["lists"]],
+            )
+        except (services.AudienceError, ValidationError) as error:
+            form.add_error("email", error.messages[0] if isinstance(error, ValidationError) else str(error))
+        else:
+            messages.success(request, f"Contact {saved.email} saved.")
+            return redirect("audiences:contact_edit", pk=saved.pk)
+    subscriptions = contact.subscriptions.select_related("contact_list") if contact.pk else []
+    return render(
+        request,
+        "audiences/contact_form.html",
+        {"form": form, "contact": contact, "subscriptions": subscriptions, "tab": "contacts"},
     )
-    return render(request, "campaigns/list_index.html", {"lists": lists, "contact_count": Contact.objects.count()})
+
+
+@require_http_methods(["GET", "POST"])
+def contact_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk)
+    if request.method == "POST":
+        services.contact_delete(contact_id=contact.pk)
+        messages.success(request, f"Contact {contact.email} deleted.")
+        return redirect("audiences:contacts")
+    return render(
+        request,
+        "audiences/confirm.html",
+        {
+            "title": f"Delete {contact.email}?",
+            "text": "The contact and its list subscriptions are deleted. Campaign history keeps the address.",
+            "button": "Delete contact",
+            "cancel": reverse("audiences:contact_edit", args=[contact.pk]),
+            "tab": "contacts",
+        },
+    )
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def lists(request: HttpRequest) -> HttpResponse:
+    form = ContactListForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.list_save(contact_list=ContactList(), **form.cleaned_data)
+        except services.AudienceError as error:
+            form.add_error("name", str(error))
+        else:
+            messages.success(request, f"List “{created.name}” created.")
+            return redirect("audiences:list_detail", pk=created.pk)
+    table = ContactListTable(services.lists_with_counts())
+    _paginate(request, table, lazy=False)
+    return _page(request, "audiences/lists.html", {"table": table, "form": form, "tab": "lists"})
+
+
+@require_http_methods(["GET", "POST"])
+def list_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    contact_list = get_object_or_404(ContactList, pk=pk)
+    form = ContactListForm(
+        request.POST or None, initial={"name": contact_list.name, "description": contact_list.description}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.list_save(contact_list=contact_list, **form.cleaned_data)
+        except services.AudienceError as error:
+            form.add_error("name", str(error))
+        else:
+            messages.success(request, "List saved.")
+            return redirect("audiences:list_detail", pk=pk)
+    counts = dict(
+        Subscription.objects.filter(contact_list=contact_list)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    table = _contacts_table(request, services.contacts_search(list_id=contact_list.pk))
+    context = {
+        "contact_list": contact_list,
+        "form": form,
+        "table": table,
+        "counts": counts,
+        "bulk_form": BulkActionForm(),
+        "lists": ContactList.objects.all(),
+        "tab": "lists",
+    }
+    return _page(request, "audiences/list_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def list_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    contact_list = get_object_or_404(ContactList, pk=pk)
+    if request.method == "POST":
+        services.list_delete(list_id=contact_list.pk)
+        messages.success(request, f"List “{contact_list.name}” deleted; its contacts remain.")
+        return redirect("audiences:lists")
+    return render(
+        request,
+        "audiences/confirm.html",
+        {
+            "title": f"Delete the list “{contact_list.name}”?",
+            "text": "Its subscriptions are deleted. The contacts themselves stay, with their other lists.",
+            "button": "Delete list",
+            "cancel": reverse("audiences:list_detail", args=[contact_list.pk]),
+            "tab": "lists",
+        },
+    )
+
+
+@require_GET
+def list_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    contact_list = get_object_or_404(ContactList, pk=pk)
+    return _csv_response(services.contacts_search(list_id=contact_list.pk), f"list-{contact_list.pk}")
+
+
+def _csv_response(contacts, name: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(contacts_csv_rows(contacts), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.now():%Y%m%d-%H%M}.csv"'
+    return response
+
+
+# --- segments -----------------------------------------------------------------------------------
+
+
+@require_GET
+def segments(request: HttpRequest) -> HttpResponse:
+    table = SegmentTable(Segment.objects.all())
+    _paginate(request, table, lazy=False)
+    return _page(request, "audiences/segments.html", {"table": table, "tab": "segments"})
+
+
+@require_http_methods(["GET", "POST"])
+def segment_create(request: HttpRequest) -> HttpResponse:
+    return _segment_form(request, Segment(match=Segment.Match.ALL))
+
+
+@require_http_methods(["GET", "POST"])
+def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _segment_form(request, get_object_or_404(Segment, pk=pk))
+
+
+def _segment_form(request: HttpRequest, segment: Segment) -> HttpResponse:
+    form = SegmentForm(request.POST or None, instance=segment)
+    initial = [RuleForm.initial_for(rule) for rule in segment.rules or []] or [{"rule": "attribute:equals"}]
+    formset = RuleFormSet(request.POST or None, initial=None if request.method == "POST" else initial, prefix="rules")
+    if request.method == "POST" and form.is_valid() and formset.is_valid():
+        segment = form.save(commit=False)
+        segment.rules = rules_from_formset(formset)
+        segment.save()
+        messages.success(
+            request,
+            f"Segment “{segment.name}” saved: {_segment_count(segment.rules, segment.match)} contacts match now.",
+        )
+        return redirect("audiences:segment_edit", pk=segment.pk)
+    count = _segment_count(segment.rules, segment.match) if segment.pk and segment.rules else None
+    context = {"form": form, "formset": formset, "segment": segment, "count": count, "tab": "segments"}
+    return render(request, "audiences/segment_form.html", context)
+
+
+def _segment_count(rules: list[dict], match: str) -> int:
+    return Contact.objects.filter(rules_filter(rules, match=match)).count()
+
+
+@require_POST
+def segment_preview(request: HttpRequest) -> HttpResponse:
+    """The live count while rules are edited (htmx posts the whole form on every change)."""
+    formset = RuleFormSet(request.POST, prefix="rules")
+    match = request.POST.get("match") if request.POST.get("match") in Segment.Match.values else "all"
+    context: dict = {"count": None, "errors": []}
+    if formset.is_valid():
+        rules = rules_from_formset(formset)
+        try:
+            context["count"] = _segment_count(rules, match) if rules else None
+        except RuleError as error:
+            context["errors"] = [str(error)]
+    else:
+        context["errors"] = [
+            f"Rule {number}: {error}"
+            for number, form in enumerate(formset.forms, start=1)
+            for errors in form.errors.values()
+            for error in errors
+        ] + list(formset.non_form_errors())
+    return render(request, "audiences/segment_form.html#count", context)
+
+
+@require_http_methods(["GET", "POST"])
+def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    if request.method == "POST":
+        segment.delete()
+        messages.success(request, f"Segment “{segment.name}” deleted.")
+        return redirect("audiences:segments")
+    return render(
+        request,
+        "audiences/confirm.html",
+        {
+            "title": f"Delete the segment “{segment.name}”?",
+            "text": "Campaigns that include or exclude it will no longer do so. Contacts are not changed.",
+            "button": "Delete segment",
+            "cancel": reverse("audiences:segment_edit", args=[segment.pk]),
+            "tab": "segments",
+        },
+    )
+
+
+@require_GET
+def segment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    segment = get_object_or_404(Segment, pk=pk)
+    return _csv_response(Contact.objects.filter(segment_filter(segment)), f"segment-{segment.pk}")
+
+
+# --- imports ------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def imports(request: HttpRequest) -> HttpResponse:
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        job = _import_start(request, form)
+        if job is not None:
+            return redirect("audiences:import_detail", pk=job.pk)
+    table = ImportJobTable(ImportJob.objects.select_related("contact_list"))
+    _paginate(request, table, lazy=False)
+    return _page(request, "audiences/imports.html", {"form": form, "table": table, "tab": "imports"})
+
+
+def _import_start(request: HttpRequest, form: ImportForm) -> ImportJob | None:
+    """Refuse a file that is not a usable CSV at once (nothing created), else queue its import."""
+    upload = form.cleaned_data["file"]
+    stored = default_storage.save(f"imports/checks/{timezone.now():%Y%m%d%H%M%S}.csv", upload)
+    try:
+        file_inspect(Path(default_storage.path(stored)))
+    except ImportRefused as refusal:
+        form.add_error("file", str(refusal))
+        return None
+    finally:
+        default_storage.delete(stored)
+    upload.seek(0)
+    with transaction.atomic():
+        contact_list = form.cleaned_data["contact_list"]
+        if contact_list is None:
+            name = form.cleaned_data["new_list"].strip()
+            contact_list = ContactList.objects.filter(name__iexact=name).first() or services.list_save(
+                contact_list=ContactList(), name=name
+            )
+        return import_job_create(
+            uploaded_file=upload, contact_list=contact_list, update=form.cleaned_data["update"], user=request.user
+        )
+
+
+@require_GET
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob.objects.select_related("contact_list"), pk=pk)
+    return render(request, "audiences/import_detail.html", {"job": job, "tab": "imports"})
+
+
+@require_GET
+def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob.objects.select_related("contact_list"), pk=pk)
+    response = render(request, "audiences/import_detail.html#progress", {"job": job})
+    if job.is_finished:
+        # 286 tells htmx to stop polling; the final state is still swapped in.
+        stop = HttpResponseStopPolling()
+        stop.content = response.content
+        return stop
+    return response
+
+
+@require_GET
+def import_rejected(request: HttpRequest, pk: int) -> FileResponse:
+    job = get_object_or_404(ImportJob, pk=pk)
+    if not job.rejected_file:
+        raise Http404("This import rejected no rows.")
+    return FileResponse(job.rejected_file.open("rb"), as_attachment=True, filename=f"import-{job.pk}-rejected-rows.csv")
+
+
+# --- suppression --------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def suppressions(request: HttpRequest) -> HttpResponse:
+    form = SuppressionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        entry, created = services.suppression_add(
+            email=data["email"], reason=data["reason"], note=data["note"], user=request.user
+        )
+        if created:
+            messages.success(request, f"{entry.email} is suppressed: no campaign will reach it.")
+        else:
+            messages.info(request, f"{entry.email} was already suppressed ({entry.get_reason_display()}).")
+        return redirect("audiences:suppressions")
+    filter_form = SuppressionFilterForm(request.GET or None)
+    filters = filter_form.cleaned_data if filter_form.is_valid() else {}
+    entries = services.suppressions_search(query=filters.get("q", ""), reason=filters.get("reason", ""))
+    table = SuppressionTable(entries)
+    _paginate(request, table)
+    context = {"form": form, "filter_form": filter_form, "table": table, "tab": "suppressions"}
+    return _page(request, "audiences/suppressions.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    entry = get_object_or_404(Suppression, pk=pk)
+    if request.method == "POST":
+        services.suppression_remove(suppression_id=entry.pk)
+        messages.success(
+            request, f"{entry.email} is no longer suppressed. Its contact and list subscriptions are unchanged."
+        )
+        return redirect("audiences:suppressions")
+    return render(
+        request,
+        "audiences/confirm.html",
+        {
+            "title": f"Remove {entry.email} from the suppression list?",
+            "text": (
+                f"Suppressed on {entry.created_at:%d %b %Y} ({entry.get_reason_display()}). Campaigns may reach "
+                "this address again if its contact is active and on a list. Removing it does not resubscribe it."
+            ),
+            "button": "Remove from suppression",
+            "cancel": reverse("audiences:suppressions"),
+            "tab": "suppressions",
+        },
+    )

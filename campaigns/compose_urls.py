@@ -1,5 +1,26 @@
-from django.urls import path  # noqa: F401
+from __future__ import annotations
+
+from django.urls import path
+
+from campaigns import compose_views as views
 
 app_name = "compose"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("campaigns/<int:pk>/preview/", views.preview, name="preview"),
+    path("campaigns/<int:pk>/preview/html/", views.preview_html, name="preview_html"),
+    path("campaigns/<int:pk>/test-send/", views.test_send, name="test_send"),
+    path("campaigns/<int:pk>/attachments/", views.attachments, name="attachments"),
+    path(
+        "campaigns/<int:pk>/attachments/<int:attachment_pk>/delete/",
+        views.attachment_delete,
+        name="attachment_delete",
+    ),
+    path("campaigns/<int:pk>/save-as-template/", views.save_template, name="save_template"),
+    path("campaigns/templates/", views.templates, name="templates"),
+    path("campaigns/templates/<int:template_pk>/use/", views.template_use, name="template_use"),
+    path("campaigns/layouts/", views.layouts, name="layouts"),
+    path("campaigns/layouts/new/", views.layout_create, name="layout_create"),
+    path("campaigns/layouts/<int:layout_pk>/edit/", views.layout_edit, name="layout_edit"),
+    path("campaigns/compose/markdown/", views.markdown_html, name="markdown"),
+]

@@ -113,6 +113,9 @@ class Segment(models.Model):
         return self.name
 
 
+BODY_MODES = [("rich", "Rich text"), ("markdown", "Markdown"), ("html", "HTML")]
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -148,6 +151,13 @@ class Campaign(models.Model):
     # The post_office template the messages are rendered from (subject/html/text).
     email_template = models.ForeignKey(
         "post_office.EmailTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Composer (campaigns.rendering): how the body is written, its source for Markdown / rich text,
+    # and the mail layout wrapped around it (none = the body is the whole message).
+    body_mode = models.CharField(max_length=8, choices=BODY_MODES, default="html")
+    body_source = models.TextField("Body source", blank=True, default="")
+    layout = models.ForeignKey(
+        "campaigns.Layout", null=True, blank=True, default=None, on_delete=models.SET_NULL, related_name="campaigns"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -212,3 +222,131 @@ class SendRateState(models.Model):
 
     name = models.CharField(max_length=50, primary_key=True)
     next_free = models.FloatField(default=0.0)
+
+
+class ImportJob(models.Model):
+    """One CSV upload being imported by a django-q2 task; the page polls its counters."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="imports/%Y/%m/", max_length=300)
+    original_name = models.CharField(max_length=255, blank=True)
+    contact_list = models.ForeignKey(
+        ContactList, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
+    )
+    update_existing = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.CharField(max_length=1000, blank=True)
+    encoding = models.CharField(max_length=40, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    rows_read = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    subscribed = models.PositiveIntegerField(default=0)
+    not_resubscribed = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    # The first rejections ({"line", "reason", "email"}) for the page; all of them are in rejected_file.
+    rejected_preview = models.JSONField(default=list, blank=True)
+    rejected_file = models.FileField(upload_to="imports/rejected/", max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.original_name or f"Import {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.REFUSED, self.Status.FAILED}
+
+    @property
+    def encoding_label(self) -> str:
+        return {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(self.encoding, self.encoding)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return min(99, round(100 * self.bytes_read / self.size_bytes)) if self.size_bytes else 0
+
+
+# --- composer: layouts, attachments, reusable templates ----------------------------------------
+
+
+class Layout(models.Model):
+    """The mail around a campaign body: header, footer (unsubscribe link, postal address), colours.
+
+    ``html`` is a sandboxed template (see ``campaigns.rendering``) holding ``{{ content }}`` where the
+    body goes; ``css`` is inlined into every element when the campaign is compiled.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    html = models.TextField("Layout HTML")
+    css = models.TextField("CSS", blank=True)
+    primary_colour = models.CharField(max_length=7, default="#1f4e8c")
+    background_colour = models.CharField(max_length=7, default="#f4f5f7")
+    text_colour = models.CharField(max_length=7, default="#222222")
+    logo_url = models.URLField(max_length=500, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def attachment_path(instance: CampaignAttachment, filename: str) -> str:
+    return f"attachments/campaign-{instance.campaign_id}/{filename}"
+
+
+class CampaignAttachment(models.Model):
+    """A file sent with every message of a campaign; stored once, attached at send time."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path, max_length=500)
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class CampaignTemplate(models.Model):
+    """A campaign's content saved for reuse: new campaigns can start from it."""
+
+    name = models.CharField(max_length=200, unique=True)
+    subject = models.CharField(max_length=255)
+    preheader = models.CharField(max_length=255, blank=True)
+    body_mode = models.CharField(max_length=8, choices=BODY_MODES, default="html")
+    body_source = models.TextField(blank=True)
+    html_body = models.TextField()
+    text_body = models.TextField(blank=True)
+    layout = models.ForeignKey(Layout, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

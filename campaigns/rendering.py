@@ -1,22 +1,41 @@
 """Per-recipient rendering of campaign content, with templates compiled once per campaign.
 
 Staff-written content is a Django template run in a sandbox: its own ``Engine`` with no loaders
-(no ``{% include %}`` / ``{% extends %}`` of files), no tag libraries to ``{% load %}``, and a
-context of plain strings and dicts only, so it cannot reach settings, models or Python attributes.
+(no ``{% include %}`` / ``{% extends %}`` of files) and no tag libraries to ``{% load %}``. On top
+of that every template is checked when it is saved, not when it is sent:
+
+- only a short list of tags (``if``, ``for``, ``with``, ``firstof``, ``now``, ``comment``,
+  ``spaceless``) and harmless filters may appear (no ``safe``, so contact data is always escaped);
+- every variable must be one of ``MERGE_FIELDS`` (or a name bound by ``for`` / ``with``), so a
+  typo is an error with its line number, and nothing else (settings, other contacts, Python
+  attributes) is reachable. The context holds plain strings and dicts only.
+
+``compile_campaign`` wraps the body in its layout, inlines the CSS once (template tokens are
+protected while the HTML goes through the inliner) and derives the plain-text template from the
+HTML, so that per recipient only three compiled templates are rendered.
 """
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
+import css_inline
+import markdown
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template.base import FilterExpression, Lexer, TokenType, VariableNode
+from django.template.defaulttags import FirstOfNode, ForNode, NowNode, TemplateLiteral, WithNode
 from django.urls import reverse
 
-from campaigns.models import Campaign, Recipient
+from campaigns.models import Campaign, Contact, Layout, Recipient
 from campaigns.tokens import recipient_token
 
 MERGE_FIELDS = (
@@ -29,6 +48,65 @@ MERGE_FIELDS = (
     "preferences_url",
     "view_online_url",
 )
+URL_FIELDS = ("unsubscribe_url", "preferences_url", "view_online_url")
+
+# Block tags staff content may use; everything else (load, include, extends, debug, url, csrf_token,
+# autoescape, filter, cycle, regroup, partial, ...) is refused before the template is even parsed.
+ALLOWED_TAGS = frozenset(
+    {
+        "if",
+        "elif",
+        "else",
+        "endif",
+        "for",
+        "empty",
+        "endfor",
+        "with",
+        "endwith",
+        "firstof",
+        "now",
+        "comment",
+        "endcomment",
+        "spaceless",
+        "endspaceless",
+    }
+)
+# Filters that only transform values. "safe"/"safeseq" are missing on purpose: they would let
+# contact data (which subscribers type themselves) into the HTML unescaped.
+ALLOWED_FILTERS = frozenset(
+    {
+        "add",
+        "capfirst",
+        "center",
+        "cut",
+        "date",
+        "default",
+        "default_if_none",
+        "escape",
+        "first",
+        "floatformat",
+        "join",
+        "last",
+        "length",
+        "linebreaksbr",
+        "ljust",
+        "lower",
+        "pluralize",
+        "rjust",
+        "slice",
+        "striptags",
+        "title",
+        "truncatechars",
+        "truncatewords",
+        "upper",
+        "urlencode",
+        "wordcount",
+        "yesno",
+    }
+)
+
+
+FORLOOP_KEYS = frozenset({"counter", "counter0", "revcounter", "revcounter0", "first", "last", "length"})
 
 
 class TemplateProblem(ValueError):
@@ -37,6 +115,7 @@ class TemplateProblem(ValueError):
 
 @lru_cache(maxsize=1)
 def sandbox_engine() -> Engine:
+    # debug=True only makes parsing record line numbers, which the error messages need.
     return Engine(
         dirs=[],
         app_dirs=False,
@@ -44,22 +123,232 @@ def sandbox_engine() -> Engine:
         builtins=["django.template.defaulttags", "django.template.defaultfilters"],
         string_if_invalid="",
         autoescape=True,
-        debug=False,
+        debug=True,
     )
 
 
-# Tags that could read files or pull in other templates are refused outright.
-FORBIDDEN_TAGS = re.compile(r"{%\s*(load|include|extends|debug|ssi|csrf_token)\b")
+@lru_cache(maxsize=1)
+def _allowed_filter_functions() -> frozenset:
+    filters: dict = {}
+    for library in sandbox_engine().template_builtins:
+        filters.update(library.filters)
+    return frozenset(id(filters[name]) for name in ALLOWED_FILTERS if name in filters)
 
 
-def compile_template(source: str, *, part: str) -> Template:
-    found = FORBIDDEN_TAGS.search(source)
-    if found:
-        raise TemplateProblem(f"{part}: the tag '{found.group(1)}' is not allowed in campaign content.")
+# --- checking and compiling one template ------------------------------------------------------------
+
+
+def compile_template(source: str, *, part: str, fields: tuple[str, ...] = MERGE_FIELDS) -> Template:
+    """Compile staff-written template text, or raise ``TemplateProblem`` saying what and where."""
+    _check_tags(source, part=part)
     try:
-        return sandbox_engine().from_string(source)
+        template = sandbox_engine().from_string(source)
     except TemplateSyntaxError as error:
-        raise TemplateProblem(f"{part}: {error}") from None
+        line = getattr(error, "template_debug", {}).get("line")
+        where = f"{part}, line {line}" if line else part
+        raise TemplateProblem(f"{where}: {error}") from None
+    _check_variables(template.nodelist, part=part, fields=fields, bound=frozenset())
+    return template
+
+
+def _check_tags(source: str, *, part: str) -> None:
+    for token in Lexer(source).tokenize():
+        if token.token_type != TokenType.BLOCK:
+            continue
+        name = token.contents.split()[0] if token.contents.split() else ""
+        if name not in ALLOWED_TAGS:
+            raise TemplateProblem(
+                f"{part}, line {token.lineno}: the tag '{{% {name} %}}' is not allowed in campaign content. "
+                f"Allowed tags: {', '.join(sorted(t for t in ALLOWED_TAGS if not t.startswith('end')))}."
+            )
+
+
+def _check_variables(nodelist, *, part: str, fields: tuple[str, ...], bound: frozenset[str]) -> None:
+    for node in nodelist:
+        line = getattr(getattr(node, "token", None), "lineno", None)
+        expressions, names = _node_expressions(node)
+        for expression in expressions:
+            _check_expression(expression, part=part, line=line, fields=fields, bound=bound)
+        inner = bound | names
+        for attribute in node.child_nodelists:
+            children = getattr(node, attribute, None)
+            if children:
+                _check_variables(children, part=part, fields=fields, bound=inner)
+
+
+def _node_expressions(node) -> tuple[list[FilterExpression], frozenset[str]]:
+    """The expressions a node evaluates, and the names it binds for its children."""
+    if isinstance(node, VariableNode):
+        return [node.filter_expression], frozenset()
+    if isinstance(node, ForNode):
+        return [node.sequence], frozenset([*node.loopvars, "forloop"])
+    if isinstance(node, WithNode):
+        return list(node.extra_context.values()), frozenset(node.extra_context)
+    if isinstance(node, FirstOfNode):
+        return list(node.vars), frozenset([node.asvar] if node.asvar else [])
+    if isinstance(node, NowNode):
+        return [], frozenset([node.asvar] if node.asvar else [])
+    conditions = getattr(node, "conditions_nodelists", None)
+    if conditions is not None:  # IfNode
+        return [e for condition, _ in conditions if condition is not None for e in _condition(condition)], frozenset()
+    return [], frozenset()
+
+
+def _condition(condition):
+    if isinstance(condition, TemplateLiteral):
+        yield condition.value
+        return
+    for side in ("first", "second"):
+        operand = getattr(condition, side, None)
+        if operand is not None:
+            yield from _condition(operand)
+
+
+def _check_expression(expression: FilterExpression, *, part: str, line, fields, bound) -> None:
+    where = f"{part}, line {line}" if line else part
+    variables = [expression.var] + [arg for _, args in expression.filters for lookup, arg in args if lookup]
+    for func, _ in expression.filters:
+        if id(func) not in _allowed_filter_functions():
+            name = getattr(func, "_filter_name", None) or func.__name__
+            raise TemplateProblem(f"{where}: the filter '{name}' is not allowed in campaign content.")
+    for variable in variables:
+        lookups = getattr(variable, "lookups", None)
+        if not lookups:
+            continue  # a literal: "text" or 3
+        head = lookups[0]
+        if head in bound:
+            # Loop / with names hold strings or attribute values: no lookups into them, so that
+            # {{ key.upper }} cannot reach Python methods (forloop.counter and friends are fine).
+            if len(lookups) > 1 and not (head == "forloop" and lookups[1] in FORLOOP_KEYS):
+                raise TemplateProblem(f"{where}: '{{{{ {variable.var} }}}}' is not allowed (use {{{{ {head} }}}}).")
+            continue
+        if head not in fields:
+            raise TemplateProblem(f"{where}: unknown merge field '{{{{ {variable.var} }}}}'.{_suggest(head, fields)}")
+        if head == "attributes" and len(lookups) == 2 and hasattr(dict, lookups[1]):
+            # Django falls back to attributes when a key is missing: {{ attributes.items }} would
+            # call dict.items on a plain dict. Refused whatever the context's dict type is.
+            raise TemplateProblem(f"{where}: '{{{{ {variable.var} }}}}' is not allowed: '{lookups[1]}' is reserved.")
+        depth = 2 if head == "attributes" else 1
+        if len(lookups) > depth:
+            raise TemplateProblem(
+                f"{where}: '{{{{ {variable.var} }}}}' is not a merge field"
+                + (" (use attributes.NAME)." if head == "attributes" else f" (use {{{{ {head} }}}}).")
+            )
+
+
+def _suggest(name: str, fields) -> str:
+    close = difflib.get_close_matches(name, fields, n=1)
+    available = ", ".join(f for f in fields if f != "content")
+    return f" Did you mean '{close[0]}'?" if close else f" Available: {available}."
+
+
+# --- assembling a campaign: layout, preheader, CSS inlining ---------------------------------------
+
+LAYOUT_TOKEN = re.compile(
+    r"{{\s*(content|preheader|logo|postal_address|primary_colour|background_colour|text_colour)\s*}}"
+)
+LAYOUT_TOKENS = ("content", "preheader", "logo", "postal_address", "primary_colour", "background_colour", "text_colour")
+TEMPLATE_TOKEN = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
+# Invisible filler after the preheader stops inboxes from pulling body text into the preview line.
+PREHEADER_FILLER = "&#847;&zwnj;&nbsp;" * 40
+
+
+def preheader_html(preheader: str) -> str:
+    if not preheader.strip():
+        return ""
+    return (
+        '<div class="cobalt-preheader" data-preheader="1" style="display:none;font-size:1px;line-height:1px;'
+        'max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;color:transparent">'
+        f"{html.escape(preheader, quote=False)}{PREHEADER_FILLER}</div>"
+    )
+
+
+def layout_source(layout: Layout, *, body: str, preheader: str, sender: str = "") -> str:
+    """The layout with its design tokens filled in and the body in place of ``{{ content }}``."""
+    logo = (
+        f'<img src="{html.escape(layout.logo_url)}" alt="{html.escape(sender or layout.name)}" height="48">'
+        if layout.logo_url
+        else html.escape(sender or "")
+    )
+    values = {
+        "content": body,
+        "preheader": preheader_html(preheader),
+        "logo": logo,
+        "postal_address": html.escape(settings.POSTAL_ADDRESS),
+        "primary_colour": html.escape(layout.primary_colour),
+        "background_colour": html.escape(layout.background_colour),
+        "text_colour": html.escape(layout.text_colour),
+    }
+    colours = {k: values[k] for k in ("primary_colour", "background_colour", "text_colour")}
+    css = LAYOUT_TOKEN.sub(lambda m: colours.get(m.group(1), ""), layout.css or "")
+    has_preheader_slot = bool(re.search(r"{{\s*preheader\s*}}", layout.html))
+    source = LAYOUT_TOKEN.sub(lambda m: values[m.group(1)], layout.html)
+    if css.strip():
+        style = f"<style>\n{css}\n</style>\n"
+        source = (
+            re.sub(r"</head>", lambda _: style + "</head>", source, count=1, flags=re.I)
+            if "</head>" in source.lower()
+            else style + source
+        )
+    if not has_preheader_slot and values["preheader"]:
+        source = _after_body_tag(source, values["preheader"])
+    return source
+
+
+def _after_body_tag(source: str, insert: str) -> str:
+    match = re.search(r"<body\b[^>]*>", source, re.I)
+    if not match:
+        return insert + source
+    return source[: match.end()] + insert + source[match.end() :]
+
+
+def campaign_layout(campaign: Campaign) -> Layout | None:
+    return campaign.layout if campaign.layout_id else None
+
+
+def campaign_html_source(campaign: Campaign) -> str:
+    """The whole message as one template: layout + preheader + body (before CSS inlining)."""
+    layout = campaign_layout(campaign)
+    sender = campaign.from_email.rpartition("<")[0].strip().strip('"') or campaign.from_email
+    if layout is not None:
+        return layout_source(layout, body=campaign.html_body, preheader=campaign.preheader, sender=sender)
+    return preheader_html(campaign.preheader) + campaign.html_body
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # No remote stylesheets: compiling must not fetch URLs staff typed.
+    return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False, keep_at_rules=True)
+
+
+def inline_css(source: str) -> tuple[str, bool]:
+    """Inline ``<style>`` rules into the template source once. Returns (source, done).
+
+    Template tokens become inert placeholders while the HTML goes through the inliner (it would
+    escape quotes inside ``{{ x|default:"y" }}``). If the parser moved or dropped a token (e.g. a
+    ``{% if %}`` between table rows is "foster-parented"), the source is returned unchanged and
+    ``done`` is False: the caller then inlines each rendered message instead.
+    """
+    if "<style" not in source.lower():
+        return source, True
+    tokens: list[str] = []
+
+    def protect(match: re.Match) -> str:
+        tokens.append(match.group(0))
+        return f"cobalttpl{len(tokens) - 1}x"
+
+    protected = TEMPLATE_TOKEN.sub(protect, source)
+    try:
+        inlined = _inliner().inline(protected)
+    except (css_inline.InlineError, ValueError):
+        return source, False
+    found = [int(n) for n in re.findall(r"cobalttpl(\d+)x", inlined)]
+    if found != list(range(len(tokens))):
+        return source, False
+    return re.sub(r"cobalttpl(\d+)x", lambda m: tokens[int(m.group(1))], inlined), True
+
+
+# --- the compiled campaign ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -68,32 +357,121 @@ class CompiledCampaign:
     subject: Template
     html: Template
     text: Template | None
+    # (filename, content, mimetype), read once per campaign and shared by every message.
+    attachments: tuple[tuple[str, bytes, str], ...] = ()
+    inline_per_message: bool = False
+    preheader: Template | None = None
+
+
+def check_campaign(campaign: Campaign) -> None:
+    """Raise ``TemplateProblem`` for the first part that will not render (used when saving)."""
+    compile_template(campaign.subject, part="Subject")
+    compile_template(campaign.preheader, part="Preheader")
+    if campaign.body_mode == "markdown" and campaign.body_source:
+        compile_template(campaign.body_source, part="Markdown body")
+    compile_template(campaign.html_body, part="HTML body")
+    if campaign.text_body.strip():
+        compile_template(campaign.text_body, part="Plain-text body")
+    if campaign.layout_id:
+        check_layout(campaign.layout.html, css=campaign.layout.css)
+
+
+def check_layout(source: str, *, css: str = "") -> Template:
+    if not re.search(r"{{\s*content\s*}}", source):
+        raise TemplateProblem("Layout: it needs {{ content }} where the campaign body goes.")
+    if not re.search(r"{{\s*unsubscribe_url\s*}}", source):
+        raise TemplateProblem('Layout: the footer needs an unsubscribe link: <a href="{{ unsubscribe_url }}">.')
+    if TEMPLATE_TOKEN.search(LAYOUT_TOKEN.sub("", css)):
+        raise TemplateProblem("Layout CSS: only {{ primary_colour }}, {{ background_colour }}, {{ text_colour }}.")
+    return compile_template(source, part="Layout", fields=MERGE_FIELDS + LAYOUT_TOKENS)
 
 
 def compile_campaign(campaign: Campaign) -> CompiledCampaign:
+    from campaigns.attachments import campaign_attachments
+
+    preheader = compile_template(campaign.preheader, part="Preheader")
+    compile_template(campaign.html_body, part="HTML body")
+    source, inlined = inline_css(campaign_html_source(campaign))
+    html_template = compile_template(source, part="Layout" if campaign.layout_id else "HTML body")
+    if campaign.text_body.strip():
+        text_template = compile_template(campaign.text_body, part="Plain-text body")
+    else:
+        text_template = _text_template_from(source) if inlined else None
     return CompiledCampaign(
         campaign_id=campaign.pk,
         subject=compile_template(campaign.subject, part="Subject"),
-        html=compile_template(campaign.html_body, part="HTML body"),
-        text=compile_template(campaign.text_body, part="Plain-text body") if campaign.text_body.strip() else None,
+        html=html_template,
+        text=text_template,
+        attachments=tuple(campaign_attachments(campaign)),
+        inline_per_message=not inlined,
+        preheader=preheader if campaign.preheader.strip() else None,
     )
 
 
-def recipient_context(recipient: Recipient) -> dict:
-    contact = recipient.contact
-    token = recipient_token(recipient.pk)
-    first = contact.first_name if contact else ""
-    last = contact.last_name if contact else ""
+def _text_template_from(source: str) -> Template | None:
+    """The plain-text part as a template derived once from the HTML template (None: per message)."""
+    try:
+        return compile_template(html_to_text(source), part="Plain-text body")
+    except TemplateProblem:
+        return None  # e.g. entities that decode into template syntax: convert each message instead
+
+
+# --- contexts --------------------------------------------------------------------------------------
+
+
+class ContactAttributes(dict):
+    """A contact's attributes: a missing key is "" so that Django's lookup never falls back to
+    Python attributes of the dict ({{ attributes.items }} must not call dict.items)."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def merge_context(*, first_name: str, last_name: str, email: str, attributes, token: str) -> dict:
     return {
-        "first_name": first,
-        "last_name": last,
-        "full_name": " ".join(part for part in (first, last) if part),
-        "email": recipient.email,
-        "attributes": dict(contact.attributes) if contact and isinstance(contact.attributes, dict) else {},
+        "first_name": first_name,
+        "last_name": last_name,
+        "full_name": " ".join(part for part in (first_name, last_name) if part),
+        "email": email,
+        "attributes": ContactAttributes(attributes if isinstance(attributes, dict) else {}),
         "unsubscribe_url": settings.SITE_URL + reverse("campaigns:unsubscribe", args=[token]),
         "preferences_url": settings.SITE_URL + reverse("campaigns:preferences", args=[token]),
         "view_online_url": settings.SITE_URL + reverse("campaigns:view_online", args=[token]),
     }
+
+
+def recipient_context(recipient: Recipient) -> dict:
+    contact = recipient.contact
+    return merge_context(
+        first_name=contact.first_name if contact else "",
+        last_name=contact.last_name if contact else "",
+        email=recipient.email,
+        attributes=contact.attributes if contact else {},
+        token=recipient_token(recipient.pk),
+    )
+
+
+SAMPLE_CONTACT = {"first_name": "Alex", "last_name": "Sample", "email": "alex.sample@example.com", "attributes": {}}
+PREVIEW_TOKEN = "preview"
+
+
+def preview_context(contact: Contact | None, *, email: str | None = None) -> dict:
+    """Context for previews and test sends: a real contact's data (or a sample), inert links."""
+    if contact is None:
+        data = dict(SAMPLE_CONTACT)
+    else:
+        data = {
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "email": contact.email,
+            "attributes": contact.attributes,
+        }
+    if email:
+        data["email"] = email
+    return merge_context(**data, token=PREVIEW_TOKEN)
+
+
+# --- rendering -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -101,29 +479,143 @@ class RenderedMessage:
     subject: str
     html: str
     text: str
+    attachments: tuple[tuple[str, bytes, str], ...] = field(default=(), repr=False)
+    preheader: str = ""  # also inside ``html`` (hidden); here for previews that show an inbox line
 
 
 def render_for(compiled: CompiledCampaign, context: dict) -> RenderedMessage:
     template_context = Context(context, autoescape=True)
     html_body = compiled.html.render(template_context)
+    if compiled.inline_per_message:
+        html_body = inline_css(html_body)[0]
     # Subject and plain text are not HTML: render them without escaping.
     plain_context = Context(context, autoescape=False)
     subject = " ".join(compiled.subject.render(plain_context).split())
-    text = compiled.text.render(plain_context) if compiled.text else html_to_text(html_body)
-    return RenderedMessage(subject=subject, html=html_body, text=text)
+    text = _tidy_text(compiled.text.render(plain_context)) if compiled.text else html_to_text(html_body)
+    preheader = " ".join(compiled.preheader.render(plain_context).split()) if compiled.preheader else ""
+    return RenderedMessage(
+        subject=subject, html=html_body, text=text, attachments=compiled.attachments, preheader=preheader
+    )
 
 
-_BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table|blockquote)>|<br\s*/?>", re.IGNORECASE)
+def _tidy_text(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+_BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table|blockquote|ul|ol)>|<br\s*/?>", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"<li\b[^>]*>", re.IGNORECASE)
 _LINK = re.compile(r"<a\s[^>]*href=[\"']([^\"']+)[\"'][^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
-_HIDDEN = re.compile(r"<(style|script|head)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+_HIDDEN = re.compile(r"<(style|script|head|title)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+_PREHEADER = re.compile(r"<div[^>]*data-preheader[^>]*>.*?</div>", re.IGNORECASE | re.DOTALL)
 
 
 def html_to_text(markup: str) -> str:
     """A readable plain-text part: links as "text (url)", blocks as lines, no tags."""
     text = _HIDDEN.sub("", markup)
-    text = _LINK.sub(lambda m: f"{_TAG.sub('', m.group(2)).strip()} ({m.group(1)})", text)
+    text = _PREHEADER.sub("", text)
+    text = _LINK.sub(_link_as_text, text)
+    text = _LIST_ITEM.sub("- ", text)
     text = _BLOCK_END.sub("\n", text)
     text = html.unescape(_TAG.sub("", text))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _link_as_text(match: re.Match) -> str:
+    label = " ".join(_TAG.sub("", match.group(2)).split())
+    url = match.group(1)
+    if not label or html.unescape(label) == html.unescape(url):
+        return url
+    return f"{label} ({url})"
+
+
+def unescape_template_tokens(markup: str) -> str:
+    """Rich-text editors entity-encode quotes inside {{ x|default:"y" }}; give the tokens back."""
+    return TEMPLATE_TOKEN.sub(lambda m: html.unescape(m.group(0)).replace("\u00a0", " "), markup)
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+
+def markdown_to_html(source: str) -> str:
+    """Markdown to HTML, leaving template tokens exactly as written (links may hold merge fields)."""
+    tokens: list[str] = []
+
+    def protect(match: re.Match) -> str:
+        tokens.append(match.group(0))
+        return f"cobalttpl{len(tokens) - 1}x"
+
+    converted = markdown.markdown(TEMPLATE_TOKEN.sub(protect, source), extensions=["extra", "sane_lists"])
+    return re.sub(r"cobalttpl(\d+)x", lambda m: tokens[int(m.group(1))], converted)
+
+
+# --- link check -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    text: str
+    href: str
+    ok: bool
+    problem: str = ""
+
+
+class _LinkCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[list[str]] = []
+        self._open: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in {"a", "area"}:
+            self._open = [dict(attrs).get("href") or "", ""]
+            self.links.append(self._open)
+            if tag == "area":
+                self._open = None
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._open = None
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open[1] += data
+
+
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+def link_report(markup: str) -> list[LinkCheck]:
+    """Every link in the rendered HTML with whether it is well formed."""
+    collector = _LinkCollector()
+    collector.feed(markup)
+    collector.close()
+    return [
+        LinkCheck(text=" ".join(text.split()), href=href, ok=not problem, problem=problem)
+        for href, text in collector.links
+        for problem in [_link_problem(href.strip())]
+    ]
+
+
+def _link_problem(href: str) -> str:
+    if not href:
+        return "The link has no address."
+    if href.startswith("#"):
+        return ""
+    scheme = urlsplit(href).scheme.lower()
+    if scheme == "mailto":
+        try:
+            validate_email(href[7:].split("?")[0])
+        except ValidationError:
+            return "The email address after mailto: is not valid."
+        return ""
+    if scheme == "tel":
+        return "" if re.fullmatch(r"tel:\+?[0-9 ()./-]{3,}", href) else "The phone number is not valid."
+    if scheme not in {"http", "https"}:
+        return "The address should start with https:// (or http://, mailto:)."
+    try:
+        _url_validator(href)
+    except ValidationError:
+        return "The address is not a well-formed URL (spaces or an invalid host?)."
+    return ""

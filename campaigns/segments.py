@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Exists, FloatField, OuterRef, Q, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from campaigns.models import Contact, Segment, Subscription
+from campaigns.models import Contact, Recipient, Segment, Subscription, normalise_email
 
 
 class RuleError(ValueError):
@@ -26,6 +29,7 @@ class RuleError(ValueError):
 
 
 TEXT_FIELDS = {"email", "first_name", "last_name"}
+NUMBER_PATTERN = r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"
 ENGAGEMENT_TYPES = {"opened": "open", "clicked": "click", "not_opened": "open", "bounced": "bounce"}
 
 
@@ -52,8 +56,9 @@ def rule_filter(rule: dict) -> Q:
     if field in TEXT_FIELDS:
         return _text(field, operator, value)
     if field == "list":
+        list_id = _integer(value)
         member = Q(
-            Exists(Subscription.objects.filter(contact=OuterRef("pk"), contact_list_id=value, status="subscribed"))
+            Exists(Subscription.objects.filter(contact=OuterRef("pk"), contact_list_id=list_id, status="subscribed"))
         )
         if operator == "member":
             return member
@@ -72,7 +77,9 @@ def rule_filter(rule: dict) -> Q:
 
 
 def _text(field: str, operator: str, value) -> Q:
-    text = str(value or "")
+    text = str(value or "").strip()
+    if field == "email" and operator == "equals":
+        return Q(email=normalise_email(text))
     if operator == "equals":
         return Q(**{f"{field}__iexact": text})
     if operator == "contains":
@@ -87,28 +94,61 @@ def _attribute(name: str, operator: str, value) -> Q:
         raise RuleError(f"'{name}' is not a valid attribute name.")
     key = f"attributes__{name}"
     if operator == "equals":
-        return Q(**{key: value})
+        # Compared as text, case-insensitively: imports store every value as a string, and a
+        # value typed as 42 must still match a stored 42 or "42".
+        return Q(**{f"{key}__iexact": str(value if value is not None else "")})
     if operator == "contains":
         return Q(**{f"{key}__icontains": str(value)})
     if operator == "empty":
         return ~Q(**{"attributes__has_key": name}) | Q(**{key: ""}) | Q(**{f"{key}__isnull": True})
     if operator == "gt":
         try:
-            return Q(**{f"{key}__gt": float(value)})
+            threshold = float(value)
         except (TypeError, ValueError):
             raise RuleError(f"'{value}' is not a number.") from None
+        # Cast only values that look like numbers: PostgreSQL would abort the whole query on
+        # the first "n/a" otherwise. The text form makes "45" and 45 compare alike.
+        as_number = Case(
+            When(Q(**{f"{key}__regex": NUMBER_PATTERN}), then=Cast(KeyTextTransform(name, "attributes"), FloatField())),
+            default=None,
+            output_field=FloatField(),
+        )
+        return Q(GreaterThan(as_number, threshold))
     raise RuleError(f"'{operator}' does not apply to attributes.")
 
 
 def _engagement(operator: str, value: dict) -> Q:
+    """Contacts with (or, for not_opened, without) an event of the type, in a campaign or lately.
+
+    "Did not open campaign X" means: was a recipient of X and has no open of X. "Did not open
+    in the last N days" means: no open at all in that window.
+    """
     from tracking.models import Event
 
+    if not isinstance(value, dict):
+        raise RuleError("An engagement rule needs a campaign or a number of days.")
     events = Event.objects.filter(recipient__contact=OuterRef("pk"), event_type=ENGAGEMENT_TYPES[operator])
-    if value.get("campaign"):
-        events = events.filter(campaign_id=value["campaign"])
-    elif value.get("days"):
-        events = events.filter(occurred_at__gte=timezone.now() - timedelta(days=int(value["days"])))
+    campaign_id = _integer(value.get("campaign"))
+    days = _integer(value.get("days"))
+    if operator == "clicked" and value.get("link"):
+        events = events.filter(link=str(value["link"])[:2000])  # "clicked link X" (from a report)
+    if campaign_id:
+        events = events.filter(campaign_id=campaign_id)
+    elif days and days > 0:
+        events = events.filter(occurred_at__gte=timezone.now() - timedelta(days=days))
     else:
         raise RuleError("An engagement rule needs a campaign or a number of days.")
     condition = Q(Exists(events))
-    return ~condition if operator == "not_opened" else condition
+    if operator != "not_opened":
+        return condition
+    if campaign_id:
+        received = Recipient.objects.filter(contact=OuterRef("pk"), campaign_id=campaign_id)
+        return Q(Exists(received)) & ~condition
+    return ~condition
+
+
+def _integer(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        raise RuleError(f"'{value}' is not a whole number.") from None

@@ -27,13 +27,16 @@ class CampaignError(Exception):
     """A request that cannot be carried out; the message is shown to staff as it is."""
 
 
-def _transition(campaign_id: int, to: str, *, reason: str = "", allowed_from: set[str] | None = None) -> Campaign:
+def _transition(
+    campaign_id: int, to: str, *, reason: str = "", allowed_from: set[str] | None = None, verb: str = ""
+) -> Campaign:
     """Lock the campaign row, check the move is allowed and save it. Returns the fresh row."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     current = Status(campaign.status)
     target = Status(to)
     if target not in ALLOWED_TRANSITIONS[current] or (allowed_from and current not in allowed_from):
-        raise CampaignError(f"A {current.label.lower()} campaign cannot be {_verb(target)}.")
+        hint = " Resume it instead." if current == Status.PAUSED and target == Status.SENDING and not verb else ""
+        raise CampaignError(f"A {current.label.lower()} campaign cannot be {verb or _verb(target)}.{hint}")
     campaign.status = target
     campaign.status_reason = reason
     fields = ["status", "status_reason", "updated_at"]
@@ -141,7 +144,7 @@ def campaign_pause(*, campaign_id: int, reason: str = "Paused by staff.") -> Cam
 
 def campaign_resume(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
-        campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED})
+        campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED}, verb="resumed")
         transaction.on_commit(lambda: dispatchers_start(campaign_id=campaign_id))
     return campaign
 
@@ -173,6 +176,9 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
 
 
 def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
+    """A new draft with the same content, layout, attachments and audience."""
+    from campaigns.attachments import attachments_copy
+
     original = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
         name=f"Copy of {original.name}"[:200],
@@ -182,12 +188,16 @@ def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
         reply_to=original.reply_to,
         html_body=original.html_body,
         text_body=original.text_body,
+        body_mode=original.body_mode,
+        body_source=original.body_source,
+        layout=original.layout,
         created_by=user,
     )
     copy.include_lists.set(original.include_lists.all())
     copy.exclude_lists.set(original.exclude_lists.all())
     copy.include_segments.set(original.include_segments.all())
     copy.exclude_segments.set(original.exclude_segments.all())
+    attachments_copy(source=original, target=copy)
     return copy
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.utils import timezone
 
 from campaigns import engine, services
 from campaigns.audience import audience_snapshot
 from campaigns.models import Campaign
+from reports.breakdowns import snapshot_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +19,7 @@ def campaign_start(campaign_id: int) -> int:
     """Freeze the audience, then start the dispatchers."""
     count = audience_snapshot(campaign_id=campaign_id)
     logger.info("campaign %s: %s recipients frozen", campaign_id, count)
+    snapshot_recorded(campaign_id=campaign_id, recipients=count)
     if not services.campaign_finish_if_done(campaign_id=campaign_id):
         services.dispatchers_start(campaign_id=campaign_id)
     return count
@@ -41,13 +44,19 @@ def engine_tick() -> dict:
         started += bool(services.campaign_start_due(campaign_id=campaign_id))
     requeued = engine.reclaim_stale()
     restarted = 0
-    stale = now - timezone.timedelta(seconds=engine.heartbeat_grace())
+    # Work a dead worker held is back in the queue: make sure someone picks it up now.
+    for campaign_id in Campaign.objects.filter(pk__in=requeued, status=Campaign.Status.SENDING).values_list(
+        "pk", flat=True
+    ):
+        services.dispatchers_start(campaign_id=campaign_id)
+        restarted += 1
+    stale = now - timedelta(seconds=engine.heartbeat_grace())
     for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
         if campaign.snapshot_at is None:
             if campaign.started_at and campaign.started_at < stale:
                 campaign_start(campaign.pk)
                 restarted += 1
-        elif campaign.heartbeat_at is None or campaign.heartbeat_at < stale:
+        elif campaign.pk not in requeued and (campaign.heartbeat_at is None or campaign.heartbeat_at < stale):
             services.dispatchers_start(campaign_id=campaign.pk)
             restarted += 1
-    return {"started": started, "requeued": requeued, "restarted": restarted}
+    return {"started": started, "requeued": sum(requeued.values()), "restarted": restarted}

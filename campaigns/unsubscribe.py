@@ -19,13 +19,19 @@ def recipient_for_token(token: str) -> Recipient | None:
 
 def unsubscribe_recipient(*, recipient: Recipient) -> bool:
     """Unsubscribe the contact from every list at once. Returns False if it already was."""
-    from tracking.models import CampaignStats
+    from tracking.models import CampaignStats, RecipientActivity, Suppression
 
-    contact = recipient.contact
+    # The contact may have been deleted (and perhaps re-imported) since the email was sent.
+    contact = recipient.contact or Contact.objects.filter(email=recipient.email).first()
     now = timezone.now()
     with transaction.atomic():
         if contact is None:
-            return False
+            # Nobody to mark: suppress the address, so that a later import cannot mail it again.
+            _, created = Suppression.objects.get_or_create(
+                email=recipient.email,
+                defaults={"reason": Suppression.Reason.UNSUBSCRIBED, "note": "unsubscribe link, contact deleted"},
+            )
+            return created
         changed = Contact.objects.filter(pk=contact.pk, status=Contact.Status.ACTIVE).update(
             status=Contact.Status.UNSUBSCRIBED, updated_at=now
         )
@@ -34,6 +40,11 @@ def unsubscribe_recipient(*, recipient: Recipient) -> bool:
         )
         if changed:
             CampaignStats.objects.filter(campaign_id=recipient.campaign_id).update(unsubscribed=F("unsubscribed") + 1)
+            # The campaign report can then list who unsubscribed from this campaign's link.
+            RecipientActivity.objects.bulk_create(
+                [RecipientActivity(recipient=recipient, kind=RecipientActivity.Kind.UNSUBSCRIBED, occurred_at=now)],
+                ignore_conflicts=True,
+            )
     return bool(changed)
 
 

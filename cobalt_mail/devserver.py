@@ -16,6 +16,7 @@ PYTHON = sys.executable
 HOST = os.environ.get("RUN_HOST", "127.0.0.1")
 PORT = os.environ.get("RUN_PORT", "8000")
 SES_PORT = os.environ.get("LOCAL_SES_PORT", "5005")
+SIMULATOR_PORT = os.environ.get("SNS_SIMULATOR_PORT", "5006")
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -41,7 +42,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Started from a script in the background, SIGINT may arrive ignored; Ctrl-C must always work.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for port, what in ((int(PORT), "RUN_PORT"), (int(SES_PORT), "LOCAL_SES_PORT")):
+    ports = ((int(PORT), "RUN_PORT"), (int(SES_PORT), "LOCAL_SES_PORT"), (int(SIMULATOR_PORT), "SNS_SIMULATOR_PORT"))
+    for port, what in ports:
         if not port_free(port):
             raise SystemExit(f"Port {port} is already in use. Stop what uses it, or set {what} to another port.")
     env = dict(os.environ)

@@ -139,6 +139,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Cobalt Mail <news@cobalt.exa
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Verified SES identities staff may send from (comma separated addresses).
 SENDER_ADDRESSES = env_list("SENDER_ADDRESSES", ["news@cobalt.example"])
+# Attachments per campaign. The engine sends through SES API v2 (messages up to 40 MB); with
+# SEND_SES_API=v1 (SendRawEmail, 10 MB after base64's +33%) keep this at 7 MB or less.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=0)
 POSTAL_ADDRESS = env_str("POSTAL_ADDRESS", "Cobalt Mail, 1 Example Street, Exampletown")
 
 POST_OFFICE = {
@@ -169,6 +172,14 @@ SEND_TASK_SECONDS = env_int("SEND_TASK_SECONDS", 60, minimum=5)
 SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 5, minimum=1)
 SEND_STALE_SECONDS = env_int("SEND_STALE_SECONDS", 300, minimum=10)
 RATE_LIMITER = env_str("RATE_LIMITER", "redis" if env_str("REDIS_URL") else "database")
+if RATE_LIMITER not in {"redis", "database"}:
+    raise ImproperlyConfigured(f"RATE_LIMITER={RATE_LIMITER!r}: use 'database' or 'redis'.")
+if RATE_LIMITER == "redis" and not env_str("REDIS_URL"):
+    raise ImproperlyConfigured("RATE_LIMITER=redis needs REDIS_URL.")
+# SES API the engine sends through: v2 SendEmail (cheaper to encode, 40 MB) or v1 SendRawEmail.
+SEND_SES_API = env_str("SEND_SES_API", "v2")
+if SEND_SES_API not in {"v1", "v2"}:
+    raise ImproperlyConfigured(f"SEND_SES_API={SEND_SES_API!r}: use 'v2' (default) or 'v1'.")
 
 # --- Reputation guard (SES reviews accounts at these rates)
 GUARD_MIN_DELIVERIES = env_int("GUARD_MIN_DELIVERIES", 200, minimum=1)
@@ -182,6 +193,18 @@ SNS_TOPIC_ARNS = env_list("SNS_TOPIC_ARNS", [])
 # Extra certificate URL prefixes to trust besides https://sns.<region>.amazonaws.com/ (local only).
 SNS_CERT_TRUSTED_URLS = env_list("SNS_CERT_TRUSTED_URLS", [])
 SNS_MAX_BODY_BYTES = env_int("SNS_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+# Local SES event simulator (make run sets SNS_LOCAL_SIMULATOR=1): trust its topic and its
+# self-signed certificate, served on loopback, in development only.
+SNS_LOCAL_SIMULATOR = env_bool("SNS_LOCAL_SIMULATOR", default=False)
+SNS_SIMULATOR_PORT = env_int("SNS_SIMULATOR_PORT", 5006, minimum=1)
+SNS_SIMULATOR_TOPIC_ARN = "arn:aws:sns:us-east-1:000000000000:cobalt-local-simulator"
+if SNS_LOCAL_SIMULATOR:
+    if not DEBUG:
+        raise ImproperlyConfigured("SNS_LOCAL_SIMULATOR=1 trusts a local self-signed certificate: only with DEBUG=1.")
+    SNS_TOPIC_ARNS = [*SNS_TOPIC_ARNS, SNS_SIMULATOR_TOPIC_ARN]
+    SNS_CERT_TRUSTED_URLS = [*SNS_CERT_TRUSTED_URLS, f"http://127.0.0.1:{SNS_SIMULATOR_PORT}/"]
+# Webhook writes: concurrent requests of a process share one transaction (tracking/groupcommit.py).
+SNS_GROUP_COMMIT = env_bool("SNS_GROUP_COMMIT", default=not TESTING)
 
 # --- Queue: django-q2. ORM broker by default, Redis when REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL")

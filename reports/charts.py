@@ -34,7 +34,7 @@ def line_chart(
     time_format: str = "%d %b %H:%M",
 ) -> SafeString:
     """Lines over time, one per series (e.g. opens and clicks per hour)."""
-    width, height, left, bottom, top, right = 640, 240, 44, 28, 16, 12
+    width, height, left, bottom, top, right = 1000, 260, 44, 28, 22, 12
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_max(max((max(values, default=0) for values in series.values()), default=0))
     count = len(times)
@@ -53,9 +53,13 @@ def line_chart(
         )
         if points:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
+        if count <= 60:  # dots make single points (the first hour) and sparse data visible
+            parts.extend(
+                f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>' for x, y in (p.split(",") for p in points.split())
+            )
         parts.append(
-            f'<rect x="{left + 8 + index * 120}" y="2" width="10" height="10" fill="{color}"/>'
-            f'<text x="{left + 22 + index * 120}" y="11">{escape(name)}</text>'
+            f'<rect x="{left + 8 + index * 130}" y="4" width="10" height="10" fill="{color}"/>'
+            f'<text x="{left + 22 + index * 130}" y="13">{escape(name)}</text>'
         )
     for i in sorted({0, count // 2, count - 1}) if count else []:
         x = left + plot_w * i / max(count - 1, 1)
@@ -69,7 +73,7 @@ def line_chart(
 
 def bar_chart(rows: Sequence[tuple[str, int]], *, title: str, color: str = PALETTE[0]) -> SafeString:
     """Horizontal bars with labels and values (funnel, bounce reasons, top links, domains)."""
-    row_h, label_w, width = 26, 230, 640
+    row_h, label_w, width = 24, 150, 420
     height = max(1, len(rows)) * row_h + 8
     peak = max((value for _, value in rows), default=0) or 1
     parts = [_svg_open(width, height, title)]
@@ -77,8 +81,8 @@ def bar_chart(rows: Sequence[tuple[str, int]], *, title: str, color: str = PALET
         parts.append(f'<text x="{width / 2}" y="18" text-anchor="middle">No data yet</text>')
     for index, (label, value) in enumerate(rows):
         y = 4 + index * row_h
-        bar = (width - label_w - 70) * value / peak
-        shown = label if len(label) <= 34 else label[:33] + "…"
+        bar = (width - label_w - 60) * value / peak
+        shown = label if len(label) <= 24 else label[:23] + "…"
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
             f"<title>{escape(label)}</title>{escape(shown)}</text>"

@@ -5,22 +5,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import django_tables2 as tables
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from campaigns.models import Campaign, Recipient, Segment
+from tracking.models import Event, RecipientActivity
 
+
+def _had(kind: str) -> Q:
+    return Q(Exists(RecipientActivity.objects.filter(recipient=OuterRef("pk"), kind=kind)))
+
+
+Kind = RecipientActivity.Kind
 OUTCOMES: dict[str, tuple[str, Q]] = {
-    "delivered": ("Delivered", Q(activity__delivered_at__isnull=False)),
-    "bounced": ("Bounced", Q(activity__bounced_at__isnull=False)),
-    "complained": ("Complained", Q(activity__complained_at__isnull=False)),
-    "opened": ("Opened", Q(activity__first_human_open_at__isnull=False)),
-    "clicked": ("Clicked", Q(activity__first_human_click_at__isnull=False)),
-    "not_opened": (
-        "Delivered, not opened",
-        Q(activity__delivered_at__isnull=False, activity__first_human_open_at__isnull=True),
-    ),
-    "unsubscribed": ("Unsubscribed", Q(activity__unsubscribed_at__isnull=False)),
+    "delivered": ("Delivered", _had(Kind.DELIVERED)),
+    "bounced": ("Bounced", _had(Kind.BOUNCED)),
+    "complained": ("Complained", _had(Kind.COMPLAINED)),
+    "opened": ("Opened", _had(Kind.HUMAN_OPEN)),
+    "clicked": ("Clicked", _had(Kind.HUMAN_CLICK)),
+    "not_opened": ("Delivered, not opened", _had(Kind.DELIVERED) & ~_had(Kind.HUMAN_OPEN)),
+    "unsubscribed": ("Unsubscribed", _had(Kind.UNSUBSCRIBED)),
 }
 
 # How an outcome filter becomes segment rules (campaigns.segments rule format).
@@ -33,14 +39,19 @@ SEGMENT_RULES = {
 
 
 def recipients_filtered(*, campaign: Campaign, outcome: str = "", search: str = "", link: str = "") -> QuerySet:
-    rows = Recipient.objects.filter(campaign=campaign).select_related("activity")
+    rows = Recipient.objects.filter(campaign=campaign)
     if outcome in OUTCOMES:
         rows = rows.filter(OUTCOMES[outcome][1])
     if link:
-        rows = rows.filter(events__event_type="click", events__link=link).distinct()
+        rows = rows.filter(Exists(Event.objects.filter(recipient=OuterRef("pk"), event_type="click", link=link)))
     if search.strip():
         rows = rows.filter(email__icontains=search.strip())
-    return rows
+    # The last event of each row shown: one index look-up per row of the page, not a join.
+    last = Event.objects.filter(recipient=OuterRef("pk")).order_by("-occurred_at", "-id")
+    return rows.annotate(
+        last_event_type=Subquery(last.values("event_type")[:1]),
+        last_event_at=Subquery(last.values("occurred_at")[:1]),
+    )
 
 
 class RecipientTable(tables.Table):
@@ -54,35 +65,30 @@ class RecipientTable(tables.Table):
         fields = ("email", "status")
         sequence = ("email", "status", "outcome", "when")
         attrs = {"class": "table is-fullwidth is-hoverable is-narrow"}
-        order_by = ("email",)
 
     def render_email(self, record: Recipient, value: str):
         return format_html(
-            '<a href="#" hx-get="/reports/recipients/{}/timeline/" hx-target="#timeline" hx-swap="innerHTML">{}</a>',
-            record.pk,
+            '<a href="#timeline" hx-get="{}" hx-target="#timeline" hx-swap="innerHTML">{}</a>',
+            reverse("reports:timeline", args=[record.pk]),
             value,
         )
 
     def render_outcome(self, record: Recipient):
-        activity = getattr(record, "activity", None)
-        return (activity.last_event_type if activity and activity.last_event_type else "—").replace("_", " ")
+        return (record.last_event_type or "—").replace("_", " ")
 
     def render_when(self, record: Recipient):
-        activity = getattr(record, "activity", None)
-        if activity and activity.last_event_at:
-            return activity.last_event_at.strftime("%d %b %Y %H:%M")
-        return record.sent_at.strftime("%d %b %Y %H:%M") if record.sent_at else "—"
+        moment = record.last_event_at or record.sent_at
+        return localtime(moment).strftime("%d %b %Y %H:%M") if moment else "—"
 
 
 def export_rows(rows: QuerySet) -> Iterator[list[str]]:
     yield ["email", "sending_status", "last_event", "last_event_at", "sent_at", "ses_message_id", "error"]
     for recipient in rows.order_by("id").iterator(chunk_size=2000):
-        activity = getattr(recipient, "activity", None)
         yield [
             recipient.email,
             recipient.status,
-            activity.last_event_type if activity else "",
-            activity.last_event_at.isoformat() if activity and activity.last_event_at else "",
+            recipient.last_event_type or "",
+            recipient.last_event_at.isoformat() if recipient.last_event_at else "",
             recipient.sent_at.isoformat() if recipient.sent_at else "",
             recipient.ses_message_id or "",
             recipient.error,

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseStopPolling
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
+from campaigns.exports import Echo, formula_escape
 from campaigns.models import Campaign, Recipient
 from reports import charts, recipients, selectors
 from tracking.models import CampaignStats, Event, Suppression
@@ -171,9 +172,9 @@ def campaign_recipients_export(request: HttpRequest, pk: int) -> StreamingHttpRe
     campaign = _campaign(pk)
     filters = _recipient_filters(request)
     rows = recipients.recipients_filtered(campaign=campaign, **filters)
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     response = StreamingHttpResponse(
-        (writer.writerow([csv_safe(value) for value in row]) for row in recipients.export_rows(rows)),
+        (writer.writerow([formula_escape(value) for value in row]) for row in recipients.export_rows(rows)),
         content_type="text/csv; charset=utf-8",
     )
     name = filters["outcome"] or "all"
@@ -206,16 +207,3 @@ def recipient_timeline(request: HttpRequest, pk: int) -> HttpResponse:
     recipient = get_object_or_404(Recipient.objects.select_related("campaign"), pk=pk)
     events = Event.objects.filter(recipient=recipient).order_by("occurred_at", "id")[:200]
     return render(request, "reports/_timeline.html", {"recipient": recipient, "events": events})
-
-
-class _Echo:
-    """A file-like object whose write returns the line, for streaming csv.writer output."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_safe(value: str) -> str:
-    """Spreadsheets run cells starting with = + - @ (or tab/CR) as formulas: prefix a quote."""
-    text = str(value)
-    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text

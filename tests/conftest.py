@@ -159,14 +159,11 @@ class Workers:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
+        """SIGKILL what is left: every test has waited for its own outcome by now, the engine is
+        crash-safe by design, and a qcluster sent SIGTERM as a group lingers in its shutdown."""
         for process in self.processes:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                self.kill(process)
 
 
 @pytest.fixture

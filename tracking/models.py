@@ -131,3 +131,31 @@ class CampaignStats(models.Model):
         "unique_human_clicks",
         "unsubscribed",
     )
+
+
+class RecipientActivity(models.Model):
+    """The first open / human open / click / human click of each recipient (unique counts), and
+    the recipient's outcomes (delivered, bounced, complained, unsubscribed) for report filters.
+
+    One row per (recipient, kind), inserted with ON CONFLICT DO NOTHING ... RETURNING: the rows a
+    batch actually inserted are its firsts. The unique constraint decides, so two workers handling
+    two opens of the same recipient at once cannot both count it as the first.
+    """
+
+    class Kind(models.TextChoices):
+        OPEN = "open", "First open"
+        HUMAN_OPEN = "human_open", "First human open"
+        CLICK = "click", "First click"
+        HUMAN_CLICK = "human_click", "First human click"
+        # Outcomes, for filtering a campaign's recipients in reports (first of each kind only).
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    recipient = models.ForeignKey("campaigns.Recipient", on_delete=models.CASCADE, related_name="activity")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recipient", "kind"], name="recipient_activity_unique")]

@@ -6,4 +6,5 @@ app_name = "tracking"
 
 urlpatterns = [
     path("ses/", views.ses_webhook, name="ses_webhook"),
+    path("events/", views.event_list, name="events"),
 ]

@@ -1,13 +1,104 @@
-"""The SNS webhook (the tracking issue replaces this placeholder with verification and events)."""
+"""The SNS webhook: SES events arrive here, are verified, deduplicated, stored and acted on.
+
+Every refusal is a 4xx with a plain-text reason and stores nothing; see ``tracking.sns`` for the
+checks and ``tracking.services`` for what an event does.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+
+from django.conf import settings
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
+
+from tracking import groupcommit, services, sns
+from tracking.models import Event
+
+logger = logging.getLogger(__name__)
+
+
+def _text(message: str, status: int) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def webhook_handle(*, body: bytes) -> tuple[int, str]:
+    """Everything the webhook does, independent of the HTTP layer: returns (status, message).
+
+    Shared by the Django view and the lean WSGI path (``tracking.wsgi``), so both behave alike.
+    """
+    try:
+        envelope = sns.envelope_verify(fields=sns.envelope_parse(body=body))
+        if envelope.type == sns.SUBSCRIPTION_CONFIRMATION:
+            services.subscription_confirm(topic_arn=envelope.topic_arn, subscribe_url=envelope.subscribe_url)
+            return 200, "Subscription confirmed."
+        if envelope.type == sns.UNSUBSCRIBE_CONFIRMATION:
+            logger.warning("SNS reports the subscription to %s was removed.", envelope.topic_arn)
+            return 200, "Noted."
+        try:
+            record = json.loads(envelope.message)
+        except ValueError:
+            return 400, "The SNS Message is not JSON."
+        if "\\u0000" in envelope.message:
+            record = services.without_nul(record)  # PostgreSQL cannot store NUL in JSON text
+        if isinstance(record, dict) and record.get("notificationType") == "AMAZON_SES_SETUP_NOTIFICATION":
+            return 200, "SES setup notification noted."  # sent once when feedback is configured
+        item = (envelope.message_id, record, services.event_parse(record=record))
+        if getattr(settings, "SNS_GROUP_COMMIT", not settings.TESTING):
+            event = groupcommit.writer.submit(item)
+        else:
+            (event,) = services.events_store(items=[item])
+    except groupcommit.GroupCommitUnavailable as problem:
+        return 503, f"{problem} Please retry."
+    except sns.SNSRefused as refusal:
+        logger.info("SNS message refused: %s", refusal)
+        return refusal.status, str(refusal)
+    except services.EventRefused as refusal:
+        return 400, str(refusal)
+    return 200, "Recorded." if event else "Already recorded."
+
+
+def announced_too_large(content_length: str | None) -> tuple[int, str] | None:
+    """Refuse an announced oversized (or nonsensical) body before reading it."""
+    try:
+        announced = int(content_length or 0)
+    except ValueError:
+        return 400, "The Content-Length header is not a number."
+    if announced > settings.SNS_MAX_BODY_BYTES:
+        return 413, f"The body is larger than {settings.SNS_MAX_BODY_BYTES} bytes."
+    return None
 
 
 @csrf_exempt
 @require_POST
 def ses_webhook(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Event tracking is not enabled yet.", status=501, content_type="text/plain")
+    refusal = announced_too_large(request.META.get("CONTENT_LENGTH"))
+    status, message = refusal or webhook_handle(body=request.body)
+    return _text(message, status)
+
+
+@require_GET
+def event_list(request: HttpRequest) -> HttpResponse:
+    """Staff: the stored SES events, newest first, filtered by campaign, type or "unmatched"."""
+    events = Event.objects.select_related("campaign").order_by("-received_at", "-id")
+    campaign_id = request.GET.get("campaign", "")
+    if campaign_id == "none":
+        events = events.filter(campaign__isnull=True)
+    elif campaign_id.isdigit():
+        events = events.filter(campaign_id=int(campaign_id))
+    event_type = request.GET.get("type", "")
+    if event_type in Event.Type.values:
+        events = events.filter(event_type=event_type)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "types": Event.Type.choices,
+        "selected_type": event_type,
+        "selected_campaign": campaign_id,
+        "unmatched": services.unmatched_count(),
+    }
+    return render(request, "tracking/event_list.html", context)

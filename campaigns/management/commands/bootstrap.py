@@ -52,7 +52,8 @@ class Command(BaseCommand):
         addresses = [(f"{name}@simulator.amazonses.com", name.title(), "Simulator") for name in SIMULATOR]
         for number in range(1, 196):
             first = FIRST_NAMES[number % len(FIRST_NAMES)]
-            addresses.append((f"success+member{number}@simulator.amazonses.com", first, f"Member {number}"))
+            # Ordinary addresses: the local event simulator gives them deliveries, opens and clicks.
+            addresses.append((f"member{number}@example.org", first, f"Member {number}"))
         for index, (email, first, last) in enumerate(addresses):
             contact, _ = Contact.objects.get_or_create(
                 email=email,

@@ -1,0 +1,65 @@
+"""Mail layouts (the default one ships) and campaigns saved as reusable templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db import transaction
+
+from campaigns.models import Campaign, CampaignTemplate, Layout
+
+_EMAILS = Path(__file__).resolve().parent.parent / "templates" / "emails"
+DEFAULT_LAYOUT_NAME = "Default"
+DEFAULT_LAYOUT_HTML = (_EMAILS / "default_layout.html").read_text(encoding="utf-8")
+DEFAULT_LAYOUT_CSS = (_EMAILS / "default_layout.css").read_text(encoding="utf-8")
+
+
+def default_layout() -> Layout:
+    """The layout new campaigns start with; recreated if someone deleted every default."""
+    layout = Layout.objects.filter(is_default=True).first()
+    if layout is None:
+        layout, _ = Layout.objects.get_or_create(
+            name=DEFAULT_LAYOUT_NAME,
+            defaults={"html": DEFAULT_LAYOUT_HTML, "css": DEFAULT_LAYOUT_CSS, "is_default": True},
+        )
+    return layout
+
+
+def layout_make_default(*, layout: Layout) -> Layout:
+    with transaction.atomic():
+        Layout.objects.exclude(pk=layout.pk).filter(is_default=True).update(is_default=False)
+        layout.is_default = True
+        layout.save(update_fields=["is_default", "updated_at"])
+    return layout
+
+
+def template_save_from_campaign(*, campaign: Campaign, name: str) -> CampaignTemplate:
+    """Keep the campaign's content (not its audience or schedule) for new campaigns."""
+    template, _ = CampaignTemplate.objects.update_or_create(
+        name=name,
+        defaults={
+            "subject": campaign.subject,
+            "preheader": campaign.preheader,
+            "body_mode": campaign.body_mode,
+            "body_source": campaign.body_source,
+            "html_body": campaign.html_body,
+            "text_body": campaign.text_body,
+            "layout": campaign.layout,
+        },
+    )
+    return template
+
+
+def campaign_from_template(*, template: CampaignTemplate, from_email: str, user=None) -> Campaign:
+    return Campaign.objects.create(
+        name=template.name,
+        subject=template.subject,
+        preheader=template.preheader,
+        body_mode=template.body_mode,
+        body_source=template.body_source,
+        html_body=template.html_body,
+        text_body=template.text_body,
+        layout=template.layout,
+        from_email=from_email,
+        created_by=user,
+    )

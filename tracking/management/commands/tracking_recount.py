@@ -1,0 +1,41 @@
+"""`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from reports.breakdowns import breakdown_repair
+from tracking.models import CampaignStats
+from tracking.services import stats_repair
+
+
+class Command(BaseCommand):
+    help = (
+        "Recount each campaign's event counters and report breakdowns from its stored events; --fix writes the recount."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--campaign", type=int, help="Only this campaign id.")
+        parser.add_argument("--fix", action="store_true", help="Set differing counters to the recount.")
+
+    def handle(self, *args, **options) -> None:
+        campaign_ids = CampaignStats.objects.order_by("campaign_id").values_list("campaign_id", flat=True)
+        if options["campaign"]:
+            campaign_ids = campaign_ids.filter(campaign_id=options["campaign"])
+            if not campaign_ids:
+                raise CommandError(f"Campaign {options['campaign']} has no counters.")
+        differing = 0
+        for campaign_id in campaign_ids:
+            differences = stats_repair(campaign_id=campaign_id, fix=options["fix"])
+            # The report breakdowns (per hour, link, domain, bounce reason) are counters too.
+            for (kind, key), pair in breakdown_repair(campaign_id=campaign_id, fix=options["fix"]).items():
+                differences[f"{kind} {key}"] = pair
+            if differences:
+                differing += 1
+                described = ", ".join(f"{name} {stored} → {value}" for name, (stored, value) in differences.items())
+                verb = "fixed" if options["fix"] else "differs"
+                self.stdout.write(f"Campaign {campaign_id} {verb}: {described}")
+        if not differing:
+            self.stdout.write(self.style.SUCCESS("Every campaign's counters equal a recount of its events."))
+        elif not options["fix"]:
+            raise CommandError(f"{differing} campaign(s) differ; run again with --fix to repair.")

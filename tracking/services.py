@@ -1,0 +1,656 @@
+"""Record SES events, keep the per-campaign counters and act on what the events say.
+
+``event_record`` stores one SES record (event publishing ``eventType`` or identity
+``notificationType`` format), matches it to a campaign and recipient, moves the campaign's
+counters and applies the policies, all in one transaction: either the event and everything it
+caused are committed, or nothing is (and SNS retries).
+
+Matching: the ``campaign`` and ``recipient`` tags (``mail.tags``, set by the engine through
+``X-SES-MESSAGE-TAGS``) when they name a recipient of that campaign; otherwise the SES message id
+stored on ``Recipient.ses_message_id`` (identity notifications carry no tags). Events that match
+nothing are stored with no campaign and counted by ``unmatched_count``.
+
+Machine opens and clicks (``Event.is_machine``; reports show human figures beside raw ones):
+
+1. Open or click whose user agent is a known mail-privacy proxy or image cache:
+   ``GoogleImageProxy`` / ``ggpht.com`` (Gmail), ``YahooMailProxy``, ``Yahoo! Slurp``; these fetch
+   images for the reader's privacy whether or not a person ever looks at the message.
+2. Apple Mail Privacy Protection: the open comes with the bare user agent ``Mozilla/5.0`` (MPP's
+   prefetcher sends nothing else) or from Apple's network ``17.0.0.0/8``.
+3. Open or click whose user agent names an automated client or security scanner: ``bot``,
+   ``crawler``, ``spider``, ``preview``, ``python-requests``, ``curl``, ``wget``, ``Go-http-client``,
+   ``HeadlessChrome``, ``Barracuda``, ``Proofpoint``, ``Mimecast``, ``urldefense``, ``safelinks``,
+   ``scanner``, or an empty user agent.
+4. Timing: an open within ``MACHINE_OPEN_SECONDS`` (5 s) or a click within
+   ``MACHINE_CLICK_SECONDS`` (10 s) of SES accepting the message (``mail.timestamp``; delivery
+   follows within a second or two) is a prefetch or a link scanner, not a person. The send time is
+   used rather than the Delivery event because SNS does not order events: an open may arrive first.
+
+Policies (thresholds are settings):
+
+- Permanent bounce: every bounced address is suppressed (``hard_bounce``) and its contact marked
+  bounced (a complained contact stays complained).
+- Transient or undetermined bounce: the address's consecutive soft-bounce count goes up (across
+  campaigns; a delivery resets it); at ``SOFT_BOUNCE_LIMIT`` the address is suppressed.
+- Complaint: suppressed, contact marked complained, unsubscribed from every list.
+- SES Subscription event: ``unsubscribeAll`` unsubscribes the contact from every list and
+  suppresses the address; a topic opt-out unsubscribes from the list named like the topic.
+- Reputation guard: after a bounce or complaint of a sending campaign, with at least
+  ``GUARD_MIN_DELIVERIES`` outcomes (deliveries + hard bounces), the campaign is paused when hard
+  bounces / outcomes reaches ``GUARD_BOUNCE_RATE`` or complaints / deliveries reaches
+  ``GUARD_COMPLAINT_RATE`` (SES's own reputation figures count hard bounces only).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import Campaign, Contact, ContactList, Recipient, Subscription, normalise_email
+from reports.breakdowns import events_breakdown
+from tracking.models import AddressHealth, CampaignStats, Event, RecipientActivity, Suppression
+
+logger = logging.getLogger(__name__)
+
+MACHINE_OPEN_SECONDS = 5
+MACHINE_CLICK_SECONDS = 10
+PROXY_AGENTS = re.compile(r"GoogleImageProxy|ggpht\.com|YahooMailProxy|Yahoo! Slurp", re.IGNORECASE)
+AUTOMATED_AGENTS = re.compile(
+    r"bot\b|bot/|crawler|spider|preview|python-requests|curl/|wget|go-http-client|headlesschrome|"
+    r"barracuda|proofpoint|mimecast|urldefense|safelinks|scanner",
+    re.IGNORECASE,
+)
+APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
+
+EVENT_TYPES = {
+    "Send": (Event.Type.SEND, "send"),
+    "Delivery": (Event.Type.DELIVERY, "delivery"),
+    "Bounce": (Event.Type.BOUNCE, "bounce"),
+    "Complaint": (Event.Type.COMPLAINT, "complaint"),
+    "Reject": (Event.Type.REJECT, "reject"),
+    "Open": (Event.Type.OPEN, "open"),
+    "Click": (Event.Type.CLICK, "click"),
+    "Rendering Failure": (Event.Type.RENDERING_FAILURE, "failure"),
+    "DeliveryDelay": (Event.Type.DELIVERY_DELAY, "deliveryDelay"),
+    "Subscription": (Event.Type.SUBSCRIPTION, "subscription"),
+}
+
+
+class EventRefused(Exception):
+    """The SES record is not one we understand; nothing was stored."""
+
+
+@dataclass
+class ParsedEvent:
+    event_type: str
+    ses_message_id: str
+    occurred_at: datetime
+    sent_at: datetime | None
+    addresses: list[str]
+    tags: dict[str, list[str]]
+    detail: dict[str, Any]
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def event_record(*, sns_message_id: str, record: dict, received_at: datetime | None = None) -> Event | None:
+    """Store one SES record and apply its effects. Returns None when the SNS message was seen."""
+    parsed = event_parse(record=record)
+    return events_store(items=[(sns_message_id, record, parsed)], received_at=received_at)[0]
+
+
+def events_store(
+    *, items: list[tuple[str, dict, ParsedEvent]], received_at: datetime | None = None
+) -> list[Event | None]:
+    """Store parsed records in one transaction (the webhook's group commit hands over many at once).
+
+    Returns, per item, the stored Event or None for an SNS message already recorded. One
+    transaction means one WAL flush and one UPDATE of each campaign's counter row for the whole
+    batch, instead of one per event: with every event of a campaign incrementing the same row,
+    that row's lock (held until the commit is on disk) is what limits the webhook's throughput.
+    """
+    try:
+        with transaction.atomic():
+            return _store(items, received_at or timezone.now())
+    except IntegrityError:
+        # At-least-once delivery: a copy of one of these SNS messages was committed concurrently.
+        if len(items) > 1:
+            return [events_store(items=[item], received_at=received_at)[0] for item in items]
+        if Event.objects.filter(sns_message_id=items[0][0][:100]).exists():
+            return [None]
+        raise
+    except DataError as error:
+        # Input the database cannot hold (PostgreSQL refuses \u0000 in JSON text, for one).
+        if len(items) > 1:
+            raise
+        raise EventRefused("The SES record holds data that cannot be stored.") from error
+
+
+def _store(items: list[tuple[str, dict, ParsedEvent]], received_at: datetime) -> list[Event | None]:
+    # No look-up of known MessageIds first: replays are rare, and the unique index catches them
+    # (events_store then retries the batch one message at a time).
+    message_ids = [message_id[:100] for message_id, _, _ in items]
+    seen: set[str] = set()
+    recipients = _recipients_match([parsed for _, _, parsed in items])
+    results: list[Event | None] = []
+    fresh: list[tuple[Event, ParsedEvent, Recipient | None]] = []
+    for message_id, (_, record, parsed), recipient in zip(message_ids, items, recipients, strict=True):
+        if message_id in seen:
+            results.append(None)
+            continue
+        seen.add(message_id)
+        event = Event(
+            sns_message_id=message_id,
+            event_type=parsed.event_type,
+            campaign_id=recipient.campaign_id if recipient else None,
+            recipient=recipient,
+            ses_message_id=parsed.ses_message_id[:100],
+            email=(parsed.addresses[0] if parsed.addresses else "")[:254],
+            occurred_at=parsed.occurred_at,
+            received_at=received_at,
+            payload=record,
+            **parsed.fields,
+        )
+        results.append(event)
+        fresh.append((event, parsed, recipient))
+    _events_insert([event for event, _, _ in fresh])
+    # A delivery ends an address's soft-bounce streak (one UPDATE for the batch, before the
+    # batch's own bounces are counted).
+    delivered = {a for e, p, _ in fresh if e.event_type == Event.Type.DELIVERY for a in p.addresses}
+    if delivered:
+        AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0).update(
+            consecutive_soft_bounces=0
+        )
+    deltas: dict[int, dict[str, int]] = {}
+
+    def add(campaign_id: int | None, name: str, amount: int = 1) -> None:
+        if campaign_id and amount:
+            campaign = deltas.setdefault(campaign_id, {})
+            campaign[name] = campaign.get(name, 0) + amount
+
+    for event, parsed, recipient in fresh:
+        for name, amount in _apply(event, parsed, recipient).items():
+            add(event.campaign_id, name, amount)
+    stored = [event for event, _, _ in fresh]
+    for campaign_id, name in _first_engagements(stored):
+        add(campaign_id, name)
+    _outcomes_record(stored)
+    events_breakdown(stored)
+    _counters_add(deltas, received_at)
+    return results
+
+
+EVENT_COLUMNS = (
+    "sns_message_id", "event_type", "campaign_id", "recipient_id", "ses_message_id", "email", "occurred_at",
+    "received_at", "bounce_type", "bounce_subtype", "detail", "link", "ip_address", "user_agent", "is_machine",
+    "payload",
+)  # fmt: skip
+
+
+def _events_insert(events: list[Event]) -> None:
+    """One multi-row INSERT ... RETURNING id for the batch.
+
+    Equivalent to ``bulk_create`` but without building the statement through the ORM's compiler,
+    which costs more CPU than the rest of the event's handling in the webhook's busiest path.
+    """
+    if not events:
+        return
+    quote = connection.ops.quote_name
+    fields = [Event._meta.get_field(name) for name in EVENT_COLUMNS]  # attnames (campaign_id) resolve too
+    params: list[Any] = []
+    for event in events:
+        for name, model_field in zip(EVENT_COLUMNS, fields, strict=True):
+            params.append(model_field.get_db_prep_save(getattr(event, name), connection))
+    row = f"({', '.join(['%s'] * len(EVENT_COLUMNS))})"
+    sql = (
+        f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(name) for name in EVENT_COLUMNS)}) "
+        f"VALUES {', '.join([row] * len(events))} RETURNING {quote('id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [found[0] for found in cursor.fetchall()]
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+def _counters_add(deltas: dict[int, dict[str, int]], received_at: datetime) -> None:
+    """One UPDATE per campaign, last in the transaction and in id order (no deadlocks, short locks)."""
+    for campaign_id in sorted(deltas):
+        counters = {name: amount for name, amount in deltas[campaign_id].items() if amount}
+        if not counters:
+            continue
+        updates = {name: F(name) + amount for name, amount in counters.items()}
+        CampaignStats.objects.filter(campaign_id=campaign_id).update(last_event_at=received_at, **updates)
+        if {"bounced_hard", "complained"} & counters.keys():
+            reputation_guard(campaign_id=campaign_id)
+
+
+def event_parse(*, record: dict) -> ParsedEvent:
+    if not isinstance(record, dict):
+        raise EventRefused("The SES record is not a JSON object.")
+    kind = record.get("eventType") or record.get("notificationType")
+    if kind not in EVENT_TYPES:
+        raise EventRefused(f"Unknown SES event type {str(kind)[:40]!r}.")
+    event_type, detail_key = EVENT_TYPES[kind]
+    mail = record.get("mail")
+    detail = record.get(detail_key) or {}
+    if not isinstance(mail, dict) or not isinstance(mail.get("messageId"), str) or not isinstance(detail, dict):
+        raise EventRefused("The SES record has no usable 'mail' object or event details.")
+    tags = mail.get("tags") if isinstance(mail.get("tags"), dict) else {}
+    sent_at = _time(mail.get("timestamp"))
+    parsed = ParsedEvent(
+        event_type=event_type,
+        ses_message_id=mail["messageId"],
+        occurred_at=_time(detail.get("timestamp")) or sent_at or timezone.now(),
+        sent_at=sent_at,
+        addresses=_addresses(event_type, detail, mail),
+        tags=tags,
+        detail=detail,
+    )
+    parsed.fields = _event_fields(parsed)
+    return parsed
+
+
+def _addresses(event_type: str, detail: dict, mail: dict) -> list[str]:
+    lists = {
+        Event.Type.BOUNCE: ("bouncedRecipients", "emailAddress"),
+        Event.Type.COMPLAINT: ("complainedRecipients", "emailAddress"),
+        Event.Type.DELIVERY_DELAY: ("delayedRecipients", "emailAddress"),
+    }
+    if event_type in lists:
+        key, inner = lists[event_type]
+        found = [item.get(inner) for item in detail.get(key) or [] if isinstance(item, dict)]
+    elif event_type == Event.Type.DELIVERY:
+        found = detail.get("recipients") or []
+    else:
+        found = mail.get("destination") or []
+    return [normalise_email(address) for address in found if isinstance(address, str) and address][:50]
+
+
+def _event_fields(parsed: ParsedEvent) -> dict[str, Any]:
+    detail = parsed.detail
+    kind = parsed.event_type
+    fields: dict[str, Any] = {}
+    if kind == Event.Type.BOUNCE:
+        fields["bounce_type"] = str(detail.get("bounceType", ""))[:20]
+        fields["bounce_subtype"] = str(detail.get("bounceSubType", ""))[:40]
+        first = (detail.get("bouncedRecipients") or [{}])[0]
+        if isinstance(first, dict):
+            fields["detail"] = " ".join(str(first.get(k, "")) for k in ("status", "diagnosticCode")).strip()[:1000]
+    elif kind == Event.Type.COMPLAINT:
+        fields["detail"] = str(detail.get("complaintFeedbackType", ""))[:1000]
+    elif kind in {Event.Type.REJECT, Event.Type.RENDERING_FAILURE}:
+        fields["detail"] = str(detail.get("reason") or detail.get("errorMessage") or "")[:1000]
+    elif kind == Event.Type.DELIVERY_DELAY:
+        fields["detail"] = str(detail.get("delayType", ""))[:1000]
+    elif kind == Event.Type.DELIVERY:
+        fields["detail"] = str(detail.get("smtpResponse", ""))[:1000]
+    elif kind == Event.Type.SUBSCRIPTION:
+        fields["detail"] = str(detail.get("source", ""))[:1000]
+    if kind in {Event.Type.OPEN, Event.Type.CLICK}:
+        fields["ip_address"] = str(detail.get("ipAddress", ""))[:45]
+        fields["user_agent"] = str(detail.get("userAgent", ""))[:500]
+        if kind == Event.Type.CLICK:
+            fields["link"] = str(detail.get("link", ""))[:2000]
+        fields["is_machine"] = is_machine(
+            kind=kind, user_agent=fields["user_agent"], ip_address=fields["ip_address"],
+            occurred_at=parsed.occurred_at, sent_at=parsed.sent_at,
+        )  # fmt: skip
+    return fields
+
+
+def is_machine(*, kind: str, user_agent: str, ip_address: str, occurred_at: datetime, sent_at: datetime | None) -> bool:
+    """The machine-open rules of the module docstring."""
+    agent = user_agent.strip()
+    if not agent or PROXY_AGENTS.search(agent) or AUTOMATED_AGENTS.search(agent):
+        return True
+    if kind == Event.Type.OPEN and agent == "Mozilla/5.0":
+        return True
+    try:
+        if ipaddress.ip_address(ip_address) in APPLE_NETWORK and kind == Event.Type.OPEN:
+            return True
+    except ValueError:
+        pass
+    if sent_at is not None:
+        window = MACHINE_OPEN_SECONDS if kind == Event.Type.OPEN else MACHINE_CLICK_SECONDS
+        if (occurred_at - sent_at).total_seconds() < window:
+            return True
+    return False
+
+
+def _recipients_match(events: list[ParsedEvent]) -> list[Recipient | None]:
+    """Recipient per event: by the campaign/recipient tags, else by SES message id (two queries)."""
+    columns = ("id", "campaign_id", "contact_id", "email")
+    tagged = [(_tag_int(p.tags, "campaign"), _tag_int(p.tags, "recipient")) for p in events]
+    wanted = {recipient for campaign, recipient in tagged if campaign and recipient}
+    by_id = {r.pk: r for r in Recipient.objects.filter(pk__in=wanted).only(*columns)} if wanted else {}
+    found: list[Recipient | None] = []
+    for campaign_id, recipient_id in tagged:
+        recipient = by_id.get(recipient_id)
+        found.append(recipient if recipient and recipient.campaign_id == campaign_id else None)
+    missing = {p.ses_message_id for p, r in zip(events, found, strict=True) if r is None and p.ses_message_id}
+    if missing:
+        by_message = {
+            r.ses_message_id: r
+            for r in Recipient.objects.filter(ses_message_id__in=missing).only(*columns, "ses_message_id")
+        }
+        found = [r or by_message.get(p.ses_message_id) for p, r in zip(events, found, strict=True)]
+    return found
+
+
+def _tag_int(tags: dict, name: str) -> int | None:
+    values = tags.get(name)
+    value = values[0] if isinstance(values, list) and values else values
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**62 else None
+
+
+def _apply(event: Event, parsed: ParsedEvent, recipient: Recipient | None) -> dict[str, int]:
+    """Apply the policies for one freshly stored event; returns the counters it moves."""
+    kind = event.event_type
+    counters: dict[str, int] = {}
+    if kind == Event.Type.DELIVERY:
+        counters["delivered"] = 1
+    elif kind == Event.Type.BOUNCE:
+        permanent = event.bounce_type == "Permanent"
+        counters["bounced_hard" if permanent else "bounced_soft"] = 1
+        for address in parsed.addresses:
+            _hard_bounce(address) if permanent else _soft_bounce(address)
+    elif kind == Event.Type.COMPLAINT:
+        counters["complained"] = 1
+        for address in parsed.addresses:
+            _complaint(address)
+    elif kind == Event.Type.REJECT:
+        counters["rejected"] = 1
+    elif kind == Event.Type.DELIVERY_DELAY:
+        counters["delayed"] = 1
+    elif kind == Event.Type.RENDERING_FAILURE:
+        counters["rendering_failures"] = 1
+    elif kind in {Event.Type.OPEN, Event.Type.CLICK}:
+        name = "opens" if kind == Event.Type.OPEN else "clicks"
+        counters.update({name: 1, f"human_{name}": int(not event.is_machine)})
+    elif kind == Event.Type.SUBSCRIPTION and _subscription_change(parsed):
+        counters["unsubscribed"] = 1
+    return counters
+
+
+FIRSTS = {
+    # activity kind: (event type, humans only, counter)
+    RecipientActivity.Kind.OPEN: (Event.Type.OPEN, False, "unique_opens"),
+    RecipientActivity.Kind.HUMAN_OPEN: (Event.Type.OPEN, True, "unique_human_opens"),
+    RecipientActivity.Kind.CLICK: (Event.Type.CLICK, False, "unique_clicks"),
+    RecipientActivity.Kind.HUMAN_CLICK: (Event.Type.CLICK, True, "unique_human_clicks"),
+}
+
+
+def _first_engagements(events: list[Event]) -> list[tuple[int, str]]:
+    """(campaign id, unique counter) for every first open/click of a recipient among ``events``.
+
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole batch: the rows it inserted are
+    the firsts, and the unique constraint arbitrates between concurrent batches.
+    """
+    earliest: dict[tuple[int, str], datetime] = {}
+    campaign_of: dict[int, int] = {}
+    for event in events:
+        if not event.recipient_id or event.event_type not in {Event.Type.OPEN, Event.Type.CLICK}:
+            continue
+        campaign_of[event.recipient_id] = event.campaign_id
+        for kind, (event_type, humans_only, _) in FIRSTS.items():
+            if event.event_type == event_type and not (humans_only and event.is_machine):
+                key = (event.recipient_id, kind)
+                earliest[key] = min(earliest.get(key, event.occurred_at), event.occurred_at)
+    if not earliest:
+        return []
+    quote = connection.ops.quote_name
+    keys = sorted(earliest)
+    params: list[Any] = []
+    for recipient_id, kind in keys:
+        params += [recipient_id, kind, connection.ops.adapt_datetimefield_value(earliest[(recipient_id, kind)])]
+    sql = (
+        f"INSERT INTO {quote(RecipientActivity._meta.db_table)} "
+        f"({quote('recipient_id')}, {quote('kind')}, {quote('occurred_at')}) "
+        f"VALUES {', '.join(['(%s, %s, %s)'] * len(keys))} "
+        f"ON CONFLICT ({quote('recipient_id')}, {quote('kind')}) DO NOTHING "
+        f"RETURNING {quote('recipient_id')}, {quote('kind')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = cursor.fetchall()
+    return [(campaign_of[recipient_id], FIRSTS[kind][2]) for recipient_id, kind in inserted]
+
+
+OUTCOME_KINDS = {
+    Event.Type.DELIVERY: RecipientActivity.Kind.DELIVERED,
+    Event.Type.BOUNCE: RecipientActivity.Kind.BOUNCED,
+    Event.Type.COMPLAINT: RecipientActivity.Kind.COMPLAINED,
+}
+
+
+def _outcomes_record(events: list[Event]) -> None:
+    """Remember each recipient's first delivery, bounce and complaint (report filters)."""
+    rows = {
+        (event.recipient_id, OUTCOME_KINDS[event.event_type]): event.occurred_at
+        for event in sorted(events, key=lambda e: e.occurred_at, reverse=True)
+        if event.recipient_id and event.event_type in OUTCOME_KINDS
+    }
+    RecipientActivity.objects.bulk_create(
+        [RecipientActivity(recipient_id=rid, kind=kind, occurred_at=at) for (rid, kind), at in sorted(rows.items())],
+        ignore_conflicts=True,
+    )
+
+
+def _suppress(address: str, reason: str, note: str = "") -> None:
+    # ignore_conflicts: an address suppressed earlier (for any reason) stays as it was.
+    Suppression.objects.bulk_create([Suppression(email=address, reason=reason, note=note[:500])], ignore_conflicts=True)
+
+
+def _hard_bounce(address: str) -> None:
+    _suppress(address, Suppression.Reason.HARD_BOUNCE)
+    Contact.objects.filter(email=address).exclude(
+        status__in=[Contact.Status.COMPLAINED, Contact.Status.BOUNCED]
+    ).update(status=Contact.Status.BOUNCED, updated_at=timezone.now())
+
+
+def _soft_bounce(address: str) -> None:
+    AddressHealth.objects.bulk_create([AddressHealth(email=address)], ignore_conflicts=True)
+    AddressHealth.objects.filter(email=address).update(
+        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1, updated_at=timezone.now()
+    )
+    count = AddressHealth.objects.filter(email=address).values_list("consecutive_soft_bounces", flat=True).first()
+    if count and count >= settings.SOFT_BOUNCE_LIMIT:
+        _suppress(address, Suppression.Reason.SOFT_BOUNCES, f"{count} consecutive soft bounces")
+
+
+def _complaint(address: str) -> None:
+    now = timezone.now()
+    _suppress(address, Suppression.Reason.COMPLAINT)
+    Contact.objects.filter(email=address).update(status=Contact.Status.COMPLAINED, updated_at=now)
+    Subscription.objects.filter(contact__email=address, status=Subscription.Status.SUBSCRIBED).update(
+        status=Subscription.Status.UNSUBSCRIBED, changed_at=now
+    )
+
+
+def _subscription_change(parsed: ParsedEvent) -> bool:
+    """Honour an unsubscribe made through SES subscription management. True if anything changed."""
+    preferences = parsed.detail.get("newTopicPreferences") or {}
+    if not isinstance(preferences, dict):
+        return False
+    now = timezone.now()
+    changed = 0
+    for address in parsed.addresses:
+        subscriptions = Subscription.objects.filter(contact__email=address, status=Subscription.Status.SUBSCRIBED)
+        if preferences.get("unsubscribeAll") is True:
+            changed += subscriptions.update(status=Subscription.Status.UNSUBSCRIBED, changed_at=now)
+            changed += Contact.objects.filter(email=address, status=Contact.Status.ACTIVE).update(
+                status=Contact.Status.UNSUBSCRIBED, updated_at=now
+            )
+            _suppress(address, Suppression.Reason.UNSUBSCRIBED, "Unsubscribed through SES subscription management")
+            continue
+        opted_out = [
+            str(topic.get("topicName"))
+            for topic in preferences.get("topicSubscriptionStatus") or []
+            if isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut"
+        ]
+        if opted_out:
+            lists = ContactList.objects.filter(name__in=opted_out)
+            changed += subscriptions.filter(contact_list__in=lists).update(
+                status=Subscription.Status.UNSUBSCRIBED, changed_at=now
+            )
+    return changed > 0
+
+
+def reputation_guard(*, campaign_id: int) -> bool:
+    """Pause a sending campaign whose bounce or complaint rate reached the settings' limits.
+
+    Returns True when it paused the campaign. See the module docstring for the rates.
+    """
+    from campaigns.services import CampaignError, campaign_pause
+
+    stats = CampaignStats.objects.filter(campaign_id=campaign_id).values("delivered", "bounced_hard", "complained")
+    stats = stats.first()
+    if not stats:
+        return False
+    outcomes = stats["delivered"] + stats["bounced_hard"]
+    if outcomes < settings.GUARD_MIN_DELIVERIES:
+        return False
+    bounce_rate = stats["bounced_hard"] / outcomes
+    complaint_rate = stats["complained"] / stats["delivered"] if stats["delivered"] else 0.0
+    if bounce_rate >= settings.GUARD_BOUNCE_RATE:
+        reason = (
+            f"Paused automatically: the bounce rate reached {bounce_rate:.1%} "
+            f"({stats['bounced_hard']} hard bounces of {outcomes} messages; limit {settings.GUARD_BOUNCE_RATE:.1%}). "
+            "SES reviews accounts from about 5%: clean the list before resuming."
+        )
+    elif complaint_rate >= settings.GUARD_COMPLAINT_RATE:
+        reason = (
+            f"Paused automatically: the complaint rate reached {complaint_rate:.2%} "
+            f"({stats['complained']} complaints of {stats['delivered']} deliveries; "
+            f"limit {settings.GUARD_COMPLAINT_RATE:.2%}). SES reviews accounts from about 0.1%."
+        )
+    else:
+        return False
+    if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
+        return False
+    try:
+        campaign_pause(campaign_id=campaign_id, reason=reason)
+    except CampaignError:
+        return False  # paused, finished or cancelled meanwhile
+    logger.warning("Campaign %s paused by the reputation guard: %s", campaign_id, reason)
+    return True
+
+
+def subscription_confirm(*, topic_arn: str, subscribe_url: str) -> None:
+    """Confirm an SNS subscription to an allowed topic by visiting its SubscribeURL.
+
+    The URL must be an SNS endpoint (or a trusted local prefix): fetching whatever URL a message
+    names would let anyone make this server request internal addresses.
+    """
+    import requests
+
+    from tracking import sns
+
+    if not sns.url_trusted(subscribe_url, query=True):
+        raise sns.SNSRefused("The SubscribeURL is not an SNS endpoint.", status=403)
+    try:
+        response = requests.get(subscribe_url, timeout=10)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        logger.warning("Confirming the SNS subscription to %s failed: %s", topic_arn, error)
+        raise sns.SNSRefused("The subscription could not be confirmed with SNS; try again.", status=502) from None
+    logger.info("Confirmed the SNS subscription to %s", topic_arn)
+
+
+def unmatched_count() -> int:
+    """Events that matched no campaign (kept for investigation, not dropped)."""
+    return Event.objects.filter(campaign__isnull=True).count()
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters removed from every string (keys included)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # A time SES cannot have written (and one that would overflow once converted to UTC).
+    return parsed if 2000 <= parsed.year <= 2200 else None
+
+
+# Every counter but the two that events do not move (see stats_recount).
+RECOUNTED_FIELDS = tuple(name for name in CampaignStats.COUNTER_FIELDS if name not in {"sent", "unsubscribed"})
+
+
+def stats_recount(*, campaign_id: int) -> dict[str, int]:
+    """The event-derived counters of a campaign, recounted from its stored events.
+
+    ``sent`` (the engine's) and ``unsubscribed`` (also moved by unsubscribe links, which are not
+    events) are not derived from events and are left out.
+    """
+    from django.db.models import Count, Q
+
+    events = Event.objects.filter(campaign_id=campaign_id)
+    human = Q(is_machine=False)
+    opens, clicks = Q(event_type=Event.Type.OPEN), Q(event_type=Event.Type.CLICK)
+    return events.aggregate(
+        delivered=Count("id", filter=Q(event_type=Event.Type.DELIVERY)),
+        bounced_hard=Count("id", filter=Q(event_type=Event.Type.BOUNCE, bounce_type="Permanent")),
+        bounced_soft=Count("id", filter=Q(event_type=Event.Type.BOUNCE) & ~Q(bounce_type="Permanent")),
+        complained=Count("id", filter=Q(event_type=Event.Type.COMPLAINT)),
+        rejected=Count("id", filter=Q(event_type=Event.Type.REJECT)),
+        delayed=Count("id", filter=Q(event_type=Event.Type.DELIVERY_DELAY)),
+        rendering_failures=Count("id", filter=Q(event_type=Event.Type.RENDERING_FAILURE)),
+        opens=Count("id", filter=opens),
+        human_opens=Count("id", filter=opens & human),
+        unique_opens=Count("recipient", filter=opens, distinct=True),
+        unique_human_opens=Count("recipient", filter=opens & human, distinct=True),
+        clicks=Count("id", filter=clicks),
+        human_clicks=Count("id", filter=clicks & human),
+        unique_clicks=Count("recipient", filter=clicks, distinct=True),
+        unique_human_clicks=Count("recipient", filter=clicks & human, distinct=True),
+    )
+
+
+def stats_repair(*, campaign_id: int, fix: bool = False) -> dict[str, tuple[int, int]]:
+    """Compare a campaign's counters with a recount; {field: (stored, recounted)} for differences.
+
+    With ``fix`` the stored counters are set to the recount (under a row lock, so events recorded
+    meanwhile wait and then add to the repaired values).
+    """
+    with transaction.atomic():
+        stats = CampaignStats.objects.select_for_update().filter(campaign_id=campaign_id).first()
+        if stats is None:
+            return {}
+        recounted = stats_recount(campaign_id=campaign_id)
+        differences = {
+            name: (getattr(stats, name), value) for name, value in recounted.items() if getattr(stats, name) != value
+        }
+        if fix and differences:
+            for name, (_, value) in differences.items():
+                setattr(stats, name, value)
+            stats.save(update_fields=list(differences))
+    return differences
