@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from campaigns.models import Campaign, CampaignTemplate, Layout
+from campaigns.models import Campaign, CampaignTemplate, Layout, content_of
 
 _EMAILS = Path(__file__).resolve().parent.parent / "templates" / "emails"
 DEFAULT_LAYOUT_NAME = "Default"
@@ -37,29 +37,10 @@ def template_save_from_campaign(*, campaign: Campaign, name: str) -> CampaignTem
     """Keep the campaign's content (not its audience or schedule) for new campaigns."""
     template, _ = CampaignTemplate.objects.update_or_create(
         name=name,
-        defaults={
-            "subject": campaign.subject,
-            "preheader": campaign.preheader,
-            "body_mode": campaign.body_mode,
-            "body_source": campaign.body_source,
-            "html_body": campaign.html_body,
-            "text_body": campaign.text_body,
-            "layout": campaign.layout,
-        },
+        defaults=content_of(campaign),
     )
     return template
 
 
 def campaign_from_template(*, template: CampaignTemplate, from_email: str, user=None) -> Campaign:
-    return Campaign.objects.create(
-        name=template.name,
-        subject=template.subject,
-        preheader=template.preheader,
-        body_mode=template.body_mode,
-        body_source=template.body_source,
-        html_body=template.html_body,
-        text_body=template.text_body,
-        layout=template.layout,
-        from_email=from_email,
-        created_by=user,
-    )
+    return Campaign.objects.create(name=template.name, from_email=from_email, created_by=user, **content_of(template))

@@ -180,6 +180,16 @@ class Campaign(models.Model):
         return self.status in {self.Status.DRAFT, self.Status.SCHEDULED}
 
 
+# What a campaign's content is made of: copied as a whole by duplicate, save-as-template and
+# start-from-template.
+CONTENT_FIELDS = ("subject", "preheader", "body_mode", "body_source", "html_body", "text_body", "layout")
+
+
+def content_of(source) -> dict:
+    """The content fields of a Campaign or CampaignTemplate, ready for create()/defaults."""
+    return {name: getattr(source, name) for name in CONTENT_FIELDS}
+
+
 class Recipient(models.Model):
     """One contact frozen into one campaign: the unit of delivery work."""
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from campaigns.models import Campaign, Recipient
+from campaigns.models import Campaign, Recipient, content_of
 
 Status = Campaign.Status
 
@@ -182,16 +182,10 @@ def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
     original = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
         name=f"Copy of {original.name}"[:200],
-        subject=original.subject,
-        preheader=original.preheader,
         from_email=original.from_email,
         reply_to=original.reply_to,
-        html_body=original.html_body,
-        text_body=original.text_body,
-        body_mode=original.body_mode,
-        body_source=original.body_source,
-        layout=original.layout,
         created_by=user,
+        **content_of(original),
     )
     copy.include_lists.set(original.include_lists.all())
     copy.exclude_lists.set(original.exclude_lists.all())
