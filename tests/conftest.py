@@ -17,7 +17,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -201,8 +201,8 @@ def wait_until(condition, *, timeout: float = 60.0, interval: float = 0.25, mess
 
 
 def browser_missing_reason() -> str | None:
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    if not Path(CHROMIUM).exists():
+        return f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
     try:
         import playwright  # noqa: F401
     except ImportError:
