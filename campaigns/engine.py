@@ -43,7 +43,7 @@ from post_office.models import EmailTemplate
 from post_office.models import Log as OutboxLog
 
 from campaigns import ratelimit
-from campaigns.models import Campaign, Contact, Recipient
+from campaigns.models import Campaign, Contact, Recipient, Subscription
 from campaigns.rendering import (
     CompiledCampaign,
     ContactAttributes,
@@ -537,13 +537,16 @@ def send_claimed(*, prepared: CampaignMessage, ids: list[int]) -> bool:
 
 
 def _skip_unreachable(campaign: Campaign, recipients: list[Recipient]) -> list[Recipient]:
-    """Suppressed or no-longer-active addresses since the snapshot are skipped, not sent."""
+    """Suppressed or no-longer-active addresses since the snapshot are skipped, not sent; so are
+    contacts who left every list the campaign was sent to (e.g. on the preference page)."""
     emails = [recipient.email for recipient in recipients]
     suppressed = set(Suppression.objects.filter(email__in=emails).values_list("email", flat=True))
+    left = _left_the_lists(campaign, recipients)
     skipped = {
         recipient.pk
         for recipient in recipients
         if recipient.email in suppressed
+        or recipient.contact_id in left
         or (recipient.contact is not None and recipient.contact.status != Contact.Status.ACTIVE)
     }
     if skipped:
@@ -551,6 +554,24 @@ def _skip_unreachable(campaign: Campaign, recipients: list[Recipient]) -> list[R
             status=Recipient.Status.SKIPPED, error="Unsubscribed or suppressed after the snapshot"
         )
     return [recipient for recipient in recipients if recipient.pk not in skipped]
+
+
+def _left_the_lists(campaign: Campaign, recipients: list[Recipient]) -> set[int]:
+    """Contacts no longer subscribed to any list the campaign includes (one query a batch).
+
+    Only for campaigns addressed to lists alone: a segment may include a contact whatever its
+    subscriptions, so with segments the snapshot stands (status and suppression still apply).
+    """
+    if campaign.include_segments.exists():
+        return set()
+    list_ids = list(campaign.include_lists.values_list("pk", flat=True))
+    contact_ids = {recipient.contact_id for recipient in recipients if recipient.contact_id}
+    if not list_ids or not contact_ids:
+        return set()
+    still = Subscription.objects.filter(
+        contact_id__in=contact_ids, contact_list_id__in=list_ids, status=Subscription.Status.SUBSCRIBED
+    ).values_list("contact_id", flat=True)
+    return contact_ids - set(still)
 
 
 def _release(recipients: list[Recipient]) -> None:

@@ -70,3 +70,27 @@ def test_messages_carry_tags_configuration_set_and_one_click_unsubscribe(ses, dj
     assert message["X-SES-CONFIGURATION-SET"] == "cobalt-mail"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert str(message["List-Unsubscribe"]).strip().startswith("<http://127.0.0.1:8000/u/")
+
+
+def test_contacts_who_left_the_campaigns_lists_after_the_snapshot_are_skipped(ses, django_capture_on_commit_callbacks):
+    from campaigns.models import Contact, Subscription
+    from campaigns.unsubscribe import preferences_save
+
+    rowing = list_with_contacts(3, name="Rowing")
+    chess = list_with_contacts(0, name="Chess")
+    stays, leaves, on_both = rowing.subscriptions.order_by("id").values_list("contact", flat=True)
+    Subscription.objects.create(contact_id=on_both, contact_list=chess)
+    campaign = campaign_to(rowing)
+    campaign.include_lists.add(chess)
+    with django_capture_on_commit_callbacks(execute=False):
+        campaign_send_now(campaign_id=campaign.pk)
+    audience_snapshot(campaign_id=campaign.pk)
+    # After the snapshot, on the preference page: one leaves every list, one keeps Chess only.
+    preferences_save(contact=Contact.objects.get(pk=leaves), list_ids=set())
+    preferences_save(contact=Contact.objects.get(pk=on_both), list_ids={chess.pk})
+
+    assert campaign_dispatch(campaign_id=campaign.pk, seconds=60) == "finished"
+
+    statuses = dict(Recipient.objects.filter(campaign=campaign).values_list("contact", "status"))
+    assert statuses == {stays: "sent", leaves: "skipped", on_both: "sent"}
+    assert len(ses.sent()) == 2
