@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Contact, Recipient, Subscription
 from campaigns.segments import segment_filter
+from reports.breakdowns import snapshot_recorded
 from tracking.models import Suppression
 
 SUBSCRIBED = Subscription.Status.SUBSCRIBED
@@ -93,4 +94,6 @@ def audience_snapshot(*, campaign_id: int) -> int:
         from tracking.models import CampaignStats
 
         CampaignStats.objects.get_or_create(campaign=campaign)
-        return campaign.recipients.count()
+        count = campaign.recipients.count()
+        snapshot_recorded(campaign_id=campaign.pk, recipients=count)  # totals and domains for reports
+        return count

@@ -184,16 +184,13 @@ def contact_delete(request: HttpRequest, pk: int) -> HttpResponse:
         services.contact_delete(contact_id=contact.pk)
         messages.success(request, f"Contact {contact.email} deleted.")
         return redirect("audiences:contacts")
-    return render(
+    return _confirm(
         request,
-        "audiences/confirm.html",
-        {
-            "title": f"Delete {contact.email}?",
-            "text": "The contact and its list subscriptions are deleted. Campaign history keeps the address.",
-            "button": "Delete contact",
-            "cancel": reverse("audiences:contact_edit", args=[contact.pk]),
-            "tab": "contacts",
-        },
+        title=f"Delete {contact.email}?",
+        text="The contact and its list subscriptions are deleted. Campaign history keeps the address.",
+        button="Delete contact",
+        cancel=reverse("audiences:contact_edit", args=[contact.pk]),
+        tab="contacts",
     )
 
 
@@ -257,16 +254,13 @@ def list_delete(request: HttpRequest, pk: int) -> HttpResponse:
         services.list_delete(list_id=contact_list.pk)
         messages.success(request, f"List “{contact_list.name}” deleted; its contacts remain.")
         return redirect("audiences:lists")
-    return render(
+    return _confirm(
         request,
-        "audiences/confirm.html",
-        {
-            "title": f"Delete the list “{contact_list.name}”?",
-            "text": "Its subscriptions are deleted. The contacts themselves stay, with their other lists.",
-            "button": "Delete list",
-            "cancel": reverse("audiences:list_detail", args=[contact_list.pk]),
-            "tab": "lists",
-        },
+        title=f"Delete the list “{contact_list.name}”?",
+        text="Its subscriptions are deleted. The contacts themselves stay, with their other lists.",
+        button="Delete list",
+        cancel=reverse("audiences:list_detail", args=[contact_list.pk]),
+        tab="lists",
     )
 
 
@@ -353,16 +347,13 @@ def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
         segment.delete()
         messages.success(request, f"Segment “{segment.name}” deleted.")
         return redirect("audiences:segments")
-    return render(
+    return _confirm(
         request,
-        "audiences/confirm.html",
-        {
-            "title": f"Delete the segment “{segment.name}”?",
-            "text": "Campaigns that include or exclude it will no longer do so. Contacts are not changed.",
-            "button": "Delete segment",
-            "cancel": reverse("audiences:segment_edit", args=[segment.pk]),
-            "tab": "segments",
-        },
+        title=f"Delete the segment “{segment.name}”?",
+        text="Campaigns that include or exclude it will no longer do so. Contacts are not changed.",
+        button="Delete segment",
+        cancel=reverse("audiences:segment_edit", args=[segment.pk]),
+        tab="segments",
     )
 
 
@@ -471,17 +462,20 @@ def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"{entry.email} is no longer suppressed. Its contact and list subscriptions are unchanged."
         )
         return redirect("audiences:suppressions")
-    return render(
+    return _confirm(
         request,
-        "audiences/confirm.html",
-        {
-            "title": f"Remove {entry.email} from the suppression list?",
-            "text": (
-                f"Suppressed on {entry.created_at:%d %b %Y} ({entry.get_reason_display()}). Campaigns may reach "
-                "this address again if its contact is active and on a list. Removing it does not resubscribe it."
-            ),
-            "button": "Remove from suppression",
-            "cancel": reverse("audiences:suppressions"),
-            "tab": "suppressions",
-        },
+        title=f"Remove {entry.email} from the suppression list?",
+        text=(
+            f"Suppressed on {entry.created_at:%d %b %Y} ({entry.get_reason_display()}). Campaigns may reach "
+            "this address again if its contact is active and on a list. Removing it does not resubscribe it."
+        ),
+        button="Remove from suppression",
+        cancel=reverse("audiences:suppressions"),
+        tab="suppressions",
     )
+
+
+def _confirm(request: HttpRequest, *, title: str, text: str, button: str, cancel: str, tab: str) -> HttpResponse:
+    """The confirmation page every destructive action shows before its POST."""
+    context = {"title": title, "text": text, "button": button, "cancel": cancel, "tab": tab}
+    return render(request, "audiences/confirm.html", context)

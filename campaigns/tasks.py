@@ -10,7 +10,6 @@ from django.utils import timezone
 from campaigns import engine, services
 from campaigns.audience import audience_snapshot
 from campaigns.models import Campaign
-from reports.breakdowns import snapshot_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +18,6 @@ def campaign_start(campaign_id: int) -> int:
     """Freeze the audience, then start the dispatchers."""
     count = audience_snapshot(campaign_id=campaign_id)
     logger.info("campaign %s: %s recipients frozen", campaign_id, count)
-    snapshot_recorded(campaign_id=campaign_id, recipients=count)
     if not services.campaign_finish_if_done(campaign_id=campaign_id):
         services.dispatchers_start(campaign_id=campaign_id)
     return count

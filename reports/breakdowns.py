@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.db.models import Count, Value
+from django.db.models import Count, OuterRef, Subquery, Value
 from django.db.models.functions import Lower, StrIndex, Substr, TruncHour
 
 from reports.models import CampaignBreakdown
@@ -51,6 +51,12 @@ def breakdown_map(*, campaign_id: int, kinds: Iterable[str]) -> dict[str, dict[s
     ).values_list("kind", "key", "count"):
         result[kind][key] = count
     return result
+
+
+def recipient_total_expression() -> Subquery:
+    """Annotation: a campaign's frozen recipient count, as recorded at snapshot time."""
+    meta = CampaignBreakdown.objects.filter(campaign=OuterRef("pk"), kind="meta", key="recipients")
+    return Subquery(meta.values("count")[:1])
 
 
 def snapshot_recorded(*, campaign_id: int, recipients: int) -> None:

@@ -36,10 +36,8 @@ def campaign_stats(campaign: Campaign) -> CampaignStats:
 
 
 def recipient_total(campaign: Campaign) -> int:
-    totals = breakdown_map(campaign_id=campaign.pk, kinds=["meta"])["meta"]
-    if "recipients" in totals:
-        return totals["recipients"]
-    return campaign.recipients.count() if campaign.snapshot_at else 0
+    """The recipient count recorded when the audience was frozen (0 before)."""
+    return breakdown_map(campaign_id=campaign.pk, kinds=["meta"])["meta"].get("recipients", 0)
 
 
 def headline(campaign: Campaign) -> dict:

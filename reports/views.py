@@ -19,6 +19,7 @@ from django_tables2.paginators import LazyPaginator
 from campaigns.exports import Echo, formula_escape
 from campaigns.models import Campaign, Recipient
 from reports import charts, recipients, selectors
+from reports.breakdowns import recipient_total_expression
 from tracking.models import CampaignStats, Event, Suppression
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,16 @@ def send_quota() -> dict | None:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    campaigns = list(Campaign.objects.exclude(status=Campaign.Status.DRAFT)[:100])
+    campaigns = list(
+        Campaign.objects.exclude(status=Campaign.Status.DRAFT).annotate(recipient_count=recipient_total_expression())[
+            :100
+        ]
+    )
     stats = {s.campaign_id: s for s in CampaignStats.objects.filter(campaign__in=campaigns)}
     rows = []
     for campaign in campaigns:
         stat = stats.get(campaign.pk) or CampaignStats(campaign=campaign)
-        total = selectors.recipient_total(campaign)
+        total = campaign.recipient_count or 0
         rows.append(
             {
                 "campaign": campaign,
