@@ -1,0 +1,46 @@
+"""Every staff page not driven by a flow test opens in Chromium with its content, and is saved."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from campaigns.models import Campaign, Layout, Segment
+from reports.breakdowns import snapshot_recorded
+from tests.conftest import screenshot
+from tests.factories import campaign_to, list_with_contacts
+from tracking.models import CampaignStats, Suppression
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_remaining_staff_pages_render_with_their_data(logged_in_page, live_server, staff_user):
+    contact_list = list_with_contacts(3, name="Choir")
+    Segment.objects.create(name="Rowers", rules=[{"field": "attribute:club", "operator": "equals", "value": "Rowing"}])
+    Suppression.objects.create(email="gone@example.org", reason=Suppression.Reason.MANUAL, created_by=staff_user)
+    sent = []
+    for name in ("Spring news", "Summer news"):
+        campaign = campaign_to(contact_list, name=name, status=Campaign.Status.SENT, finished_at=timezone.now())
+        CampaignStats.objects.create(campaign=campaign, sent=3, delivered=3)
+        snapshot_recorded(campaign_id=campaign.pk, recipients=3)
+        sent.append(campaign)
+    page = logged_in_page
+    pages = [
+        ("/audiences/lists/", "lists", "Choir"),
+        (f"/audiences/lists/{contact_list.pk}/", "list-detail", "person"),
+        ("/audiences/segments/", "segments", "Rowers"),
+        ("/audiences/imports/", "imports", "Import"),
+        ("/audiences/suppressions/", "suppressions", "gone@example.org"),
+        ("/campaigns/layouts/", "layouts", Layout.objects.first().name),
+        ("/campaigns/templates/", "templates", "Reusable templates"),
+        (f"/campaigns/{sent[0].pk}/attachments/", "attachments", "Attachments"),
+        ("/tracking/events/", "events", "Events"),
+        (f"/reports/compare/?ids={sent[0].pk}&ids={sent[1].pk}", "compare", "Summer news"),
+        ("/campaigns/", "campaign-list", "3 / 3"),
+    ]
+    for path, name, text in pages:
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 200, path
+        expect(page.locator("main")).to_contain_text(text)
+        screenshot(page, f"page-{name}")
