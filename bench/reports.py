@@ -4,8 +4,9 @@
 (``generate_series``: recipients over five domains, five events each: send, delivery, two opens
 of which one automatic, and a click; 1% hard bounces instead of deliveries), brings the counters
 and breakdowns up to date with the repair functions (timing the full recount), then requests
-the report page, its live refresh, the dashboard and the recipients table through Django's
-test client (staff session, full middleware stack) and prints medians and 90th percentiles.
+the report page, its live refresh, the dashboard, the recipients table, and the campaign page
+with its 2-second progress poll through Django's test client (staff session, full middleware
+stack) and prints medians and 90th percentiles.
 Target: the report page and each live refresh under 300 ms at the median.
 
 Run alone: ``python -m bench.reports`` (``BENCH_REPORT_RECIPIENTS`` changes the size).
@@ -178,16 +179,18 @@ def _measure(campaign_id: int) -> dict[str, list[float]]:
         "page": f"/reports/campaigns/{campaign_id}/",
         "live refresh": f"/reports/campaigns/{campaign_id}/live/",
         "dashboard": "/reports/",
+        "campaign page": f"/campaigns/{campaign_id}/",
+        "campaign progress poll": f"/campaigns/{campaign_id}/progress/",
         "recipients table": f"/reports/campaigns/{campaign_id}/recipients/",
         "recipients table, bounced": f"/reports/campaigns/{campaign_id}/recipients/?outcome=bounced",
     }
     timings: dict[str, list[float]] = {}
     for name, url in pages.items():
-        client.get(url, headers={"HX-Request": "true"} if "live" in name else {})  # warm caches
+        client.get(url, headers={"HX-Request": "true"} if "live" in name or "poll" in name else {})  # warm caches
         values = []
         for _ in range(REQUESTS if "table" not in name else 10):
             started = time.perf_counter()
-            response = client.get(url, headers={"HX-Request": "true"} if "live" in name else {})
+            response = client.get(url, headers={"HX-Request": "true"} if "live" in name or "poll" in name else {})
             values.append(time.perf_counter() - started)
             assert response.status_code in (200, 286), (url, response.status_code)
         timings[name] = values

@@ -550,9 +550,11 @@ def _skip_unreachable(campaign: Campaign, recipients: list[Recipient]) -> list[R
         or (recipient.contact is not None and recipient.contact.status != Contact.Status.ACTIVE)
     }
     if skipped:
-        Recipient.objects.filter(id__in=skipped).update(
-            status=Recipient.Status.SKIPPED, error="Unsubscribed or suppressed after the snapshot"
-        )
+        with transaction.atomic():
+            moved = Recipient.objects.filter(id__in=skipped, status=Recipient.Status.SENDING).update(
+                status=Recipient.Status.SKIPPED, error="Unsubscribed or suppressed after the snapshot", claimed_at=None
+            )
+            CampaignStats.outcomes_add(campaign.pk, skipped=moved)
     return [recipient for recipient in recipients if recipient.pk not in skipped]
 
 
@@ -587,7 +589,8 @@ def _release(recipients: list[Recipient]) -> None:
         status = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=recipients[0].campaign_id)
         held = Recipient.objects.filter(id__in=ids, status=Recipient.Status.SENDING)
         if status == Campaign.Status.CANCELLED:
-            held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
+            moved = held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
+            CampaignStats.outcomes_add(recipients[0].campaign_id, skipped=moved)
         else:
             held.update(status=Recipient.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1)
 
@@ -654,9 +657,8 @@ def _record(campaign: Campaign, outcomes: list[Outcome]) -> bool:
         )
         _write_final(final, outbox, now)
         _write_retries(again, now)
-        sent = sum(outcome.kind == "sent" for outcome in outcomes)
-        if sent:
-            CampaignStats.objects.filter(campaign_id=campaign.pk).update(sent=F("sent") + sent)
+        sent = sum(outcome.kind == "sent" for outcome in final)
+        CampaignStats.outcomes_add(campaign.pk, sent=sent, failed=len(final) - sent)
     if pause_reasons:
         try:
             campaign_pause(campaign_id=campaign.pk, reason=pause_reasons[0])

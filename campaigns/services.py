@@ -10,6 +10,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from campaigns.models import Campaign, Recipient, content_of
+from tracking.models import CampaignStats
 
 Status = Campaign.Status
 
@@ -154,9 +155,10 @@ def campaign_cancel(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
         campaign = _transition(campaign_id, Status.CANCELLED)
         Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
-        Recipient.objects.filter(campaign_id=campaign_id, status=Recipient.Status.QUEUED).update(
+        skipped = Recipient.objects.filter(campaign_id=campaign_id, status=Recipient.Status.QUEUED).update(
             status=Recipient.Status.SKIPPED, error="Campaign cancelled"
         )
+        CampaignStats.outcomes_add(campaign_id, skipped=skipped)
     return campaign
 
 

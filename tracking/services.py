@@ -601,8 +601,10 @@ def _time(value: Any) -> datetime | None:
     return parsed if 2000 <= parsed.year <= 2200 else None
 
 
-# Every counter but the two that events do not move (see stats_recount).
-RECOUNTED_FIELDS = tuple(name for name in CampaignStats.COUNTER_FIELDS if name not in {"sent", "unsubscribed"})
+# Every counter events move (see stats_recount); the outcome counters are recounted from recipients.
+RECOUNTED_FIELDS = tuple(
+    name for name in CampaignStats.COUNTER_FIELDS if name not in {"unsubscribed", *CampaignStats.OUTCOME_FIELDS}
+)
 
 
 def stats_recount(*, campaign_id: int) -> dict[str, int]:
@@ -635,8 +637,25 @@ def stats_recount(*, campaign_id: int) -> dict[str, int]:
     )
 
 
+def outcomes_recount(*, campaign_id: int) -> dict[str, int]:
+    """``sent``, ``failed`` and ``skipped`` recounted from the recipients' statuses."""
+    from django.db.models import Count
+
+    from campaigns.models import Recipient
+
+    counts = dict(
+        Recipient.objects.filter(campaign_id=campaign_id, status__in=CampaignStats.OUTCOME_FIELDS)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return {name: counts.get(name, 0) for name in CampaignStats.OUTCOME_FIELDS}
+
+
 def stats_repair(*, campaign_id: int, fix: bool = False) -> dict[str, tuple[int, int]]:
-    """Compare a campaign's counters with a recount; {field: (stored, recounted)} for differences.
+    """Compare a campaign's counters with a recount of its events and recipients;
+    {field: (stored, recounted)} for differences.
 
     With ``fix`` the stored counters are set to the recount (under a row lock, so events recorded
     meanwhile wait and then add to the repaired values).
@@ -645,7 +664,7 @@ def stats_repair(*, campaign_id: int, fix: bool = False) -> dict[str, tuple[int,
         stats = CampaignStats.objects.select_for_update().filter(campaign_id=campaign_id).first()
         if stats is None:
             return {}
-        recounted = stats_recount(campaign_id=campaign_id)
+        recounted = stats_recount(campaign_id=campaign_id) | outcomes_recount(campaign_id=campaign_id)
         differences = {
             name: (getattr(stats, name), value) for name, value in recounted.items() if getattr(stats, name) != value
         }

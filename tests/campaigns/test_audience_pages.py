@@ -44,6 +44,18 @@ def test_search_matches_email_or_name_prefixes_and_filters_combine(staff_client)
     assert emails_in(staff_client.get("/audiences/contacts/", {"status": "bounced"})) == ["cy@example.org"]
 
 
+def test_sorting_by_last_name_ignores_case_both_ways(staff_client):
+    ContactFactory(email="c@example.org", last_name="Young")
+    ContactFactory(email="a@example.org", last_name="adams")
+    ContactFactory(email="b@example.org", last_name="Lovelace")
+
+    ascending = emails_in(staff_client.get("/audiences/contacts/", {"sort": "last_name"}))
+    descending = emails_in(staff_client.get("/audiences/contacts/", {"sort": "-last_name"}))
+
+    assert ascending == ["a@example.org", "b@example.org", "c@example.org"]
+    assert descending == ["c@example.org", "b@example.org", "a@example.org"]
+
+
 def test_htmx_requests_get_only_the_table_partial_sorted_and_paged_without_counting(staff_client):
     ContactFactory.create_batch(120)
 

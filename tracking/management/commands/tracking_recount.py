@@ -1,4 +1,4 @@
-"""`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events."""
+"""`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events + recipients."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tracking.services import stats_repair
 
 class Command(BaseCommand):
     help = (
-        "Recount each campaign's event counters and report breakdowns from its stored events; --fix writes the recount."
+        "Recount each campaign's counters and report breakdowns from its stored events and its recipients' statuses; "
+        "--fix writes the recount."
     )
 
     def add_arguments(self, parser) -> None:
@@ -36,6 +37,8 @@ class Command(BaseCommand):
                 verb = "fixed" if options["fix"] else "differs"
                 self.stdout.write(f"Campaign {campaign_id} {verb}: {described}")
         if not differing:
-            self.stdout.write(self.style.SUCCESS("Every campaign's counters equal a recount of its events."))
+            self.stdout.write(
+                self.style.SUCCESS("Every campaign's counters equal a recount of its events and recipients.")
+            )
         elif not options["fix"]:
             raise CommandError(f"{differing} campaign(s) differ; run again with --fix to repair.")
