@@ -22,5 +22,7 @@ urlpatterns = [
     path("campaigns/layouts/", views.layouts, name="layouts"),
     path("campaigns/layouts/new/", views.layout_create, name="layout_create"),
     path("campaigns/layouts/<int:layout_pk>/edit/", views.layout_edit, name="layout_edit"),
+    path("campaigns/layouts/<int:layout_pk>/default/", views.layout_default, name="layout_default"),
+    path("campaigns/layouts/<int:layout_pk>/delete/", views.layout_remove, name="layout_delete"),
     path("campaigns/compose/markdown/", views.markdown_html, name="markdown"),
 ]

@@ -15,7 +15,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from campaigns.attachments import AttachmentRefused, attachment_add, attachment_remove, max_bytes
 from campaigns.audience import audience_queryset
 from campaigns.forms import AttachmentForm, LayoutForm, SaveTemplateForm, TestSendForm
-from campaigns.layouts import campaign_from_template, template_save_from_campaign
+from campaigns.layouts import (
+    LayoutInUse,
+    campaign_from_template,
+    layout_delete,
+    layout_make_default,
+    template_save_from_campaign,
+)
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Contact, Layout
 from campaigns.rendering import (
     TemplateProblem,
@@ -232,6 +238,27 @@ def layout_create(request: HttpRequest) -> HttpResponse:
 def layout_edit(request: HttpRequest, layout_pk: int) -> HttpResponse:
     layout = get_object_or_404(Layout, pk=layout_pk)
     return _layout_form(request, LayoutForm(request.POST or None, instance=layout), layout=layout)
+
+
+@require_POST
+def layout_default(request: HttpRequest, layout_pk: int) -> HttpResponse:
+    layout = layout_make_default(layout=get_object_or_404(Layout, pk=layout_pk))
+    messages.success(request, f"“{layout.name}” is now the default layout for new campaigns.")
+    return redirect("compose:layouts")
+
+
+@require_http_methods(["GET", "POST"])
+def layout_remove(request: HttpRequest, layout_pk: int) -> HttpResponse:
+    layout = get_object_or_404(Layout, pk=layout_pk)
+    if request.method == "POST":
+        try:
+            layout_delete(layout=layout)
+        except LayoutInUse as refusal:
+            messages.error(request, str(refusal))
+            return redirect("compose:layouts")
+        messages.success(request, f"Layout “{layout.name}” deleted.")
+        return redirect("compose:layouts")
+    return render(request, "compose/layout_delete.html", {"layout": layout})
 
 
 def _layout_form(request: HttpRequest, form: LayoutForm, *, layout: Layout | None) -> HttpResponse:

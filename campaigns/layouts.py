@@ -33,6 +33,34 @@ def layout_make_default(*, layout: Layout) -> Layout:
     return layout
 
 
+class LayoutInUse(Exception):
+    """A layout that is the default, or that campaigns or templates use, is kept."""
+
+
+def layout_delete(*, layout: Layout) -> None:
+    """Delete a layout nothing uses. Sent campaigns count: their "view online" page renders with it."""
+    with transaction.atomic():
+        layout = Layout.objects.select_for_update().get(pk=layout.pk)
+        if layout.is_default:
+            raise LayoutInUse(
+                f"“{layout.name}” is the default layout for new campaigns. Make another layout the default first."
+            )
+        campaigns = list(Campaign.objects.filter(layout=layout).order_by("name").values_list("name", flat=True))
+        templates = CampaignTemplate.objects.filter(layout=layout).count()
+        if campaigns or templates:
+            users = []
+            if campaigns:
+                shown = ", ".join(f"“{name}”" for name in campaigns[:3]) + (" …" if len(campaigns) > 3 else "")
+                users.append(f"{len(campaigns)} campaign{'s' if len(campaigns) != 1 else ''} ({shown})")
+            if templates:
+                users.append(f"{templates} template{'s' if templates != 1 else ''}")
+            raise LayoutInUse(
+                f"“{layout.name}” is used by {' and '.join(users)}, so it is kept: sent campaigns show their "
+                "layout on their “view online” page. Choose another layout for drafts and templates instead."
+            )
+        layout.delete()
+
+
 def template_save_from_campaign(*, campaign: Campaign, name: str) -> CampaignTemplate:
     """Keep the campaign's content (not its audience or schedule) for new campaigns."""
     template, _ = CampaignTemplate.objects.update_or_create(
