@@ -4,8 +4,11 @@ Everything runs on this machine against ``bench.ses_stub`` (a zero-latency SES e
 own process) and a throw-away PostgreSQL database (``cobalt_bench_engine``):
 
 (a) baseline: post_office ``send_queued_mail -p 2`` through django-ses (BATCH_SIZE 1000,
-    THREADS_PER_PROCESS 5, auto-throttle off), the same campaign message rendered on delivery;
-(b) the engine: a real ``manage.py qcluster`` with 2 worker processes, as in production;
+    THREADS_PER_PROCESS 5, auto-throttle off), the same campaign message rendered on delivery,
+    once with the project's ``LOG_LEVEL`` 2 (a ``Log`` per message, the records the engine
+    writes too) and once logging failures only (``bench/settings_failures_only_log.py``);
+(b) the engine: a real ``manage.py qcluster`` with 2 worker processes (``BENCH_WORKERS``) of
+    ``SEND_THREADS`` threads, as in production;
 (c) the floor: boto3 ``send_raw_email`` of one pre-built message, one client, a tight loop;
 plus the snapshot time for 50,000 and 1,000,000 recipients and the limiter check (SEND_RATE
 below the engine's speed must give exactly that rate). Lines are printed and appended, with
@@ -187,7 +190,7 @@ def timed_snapshot(contact_list, label: str) -> float:
 # --- (a) post_office baseline ------------------------------------------------------------------
 
 
-def baseline(contact_list, stub_url: str, bench_url: str) -> float:
+def baseline(contact_list, stub_url: str, bench_url: str, settings_module: str = "cobalt_mail.settings") -> float:
     from django.conf import settings
     from post_office.models import STATUS, Email
 
@@ -195,7 +198,7 @@ def baseline(contact_list, stub_url: str, bench_url: str) -> float:
     from campaigns.engine import _ses_headers, campaign_outbox_template
     from campaigns.rendering import recipient_context
 
-    campaign = new_campaign(contact_list, "baseline")
+    campaign = new_campaign(contact_list, f"baseline {settings_module}")
     audience_snapshot(campaign_id=campaign.pk)
     template = campaign_outbox_template(campaign)
     emails = []
@@ -213,7 +216,7 @@ def baseline(contact_list, stub_url: str, bench_url: str) -> float:
             )
         )
     Email.objects.bulk_create(emails, batch_size=2000)
-    env = child_env(stub_url, bench_url)
+    env = child_env(stub_url, bench_url, DJANGO_SETTINGS_MODULE=settings_module)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "manage.py", "send_queued_mail", "--processes", "2"],
@@ -223,7 +226,7 @@ def baseline(contact_list, stub_url: str, bench_url: str) -> float:
         stdout=subprocess.DEVNULL,
     )
     elapsed = time.perf_counter() - started
-    sent = Email.objects.filter(status=STATUS.sent).count()
+    sent = Email.objects.filter(pk__in=[email.pk for email in emails], status=STATUS.sent).count()
     assert sent == len(emails), f"post_office sent {sent} of {len(emails)}"
     return sent / elapsed
 
@@ -233,7 +236,8 @@ def baseline(contact_list, stub_url: str, bench_url: str) -> float:
 
 @contextlib.contextmanager
 def cluster(stub_url: str, bench_url: str, **extra: str):
-    env = child_env(stub_url, bench_url, Q_WORKERS="2", SEND_DISPATCHERS="2", **extra)
+    workers = os.environ.get("BENCH_WORKERS", "2")  # qcluster processes, one dispatcher each
+    env = child_env(stub_url, bench_url, Q_WORKERS=workers, SEND_DISPATCHERS=workers, **extra)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
@@ -460,18 +464,27 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"seed: {max(sizes.values())} contacts + lists in {time.perf_counter() - started:.1f} s")
         for size in snapshots:
             lines.append(f"snapshot {size}: {timed_snapshot(lists[f'snapshot-{size}'], str(size)):.1f} s")
-        post_office_rate = baseline(lists["baseline"], stub_url, bench_url) if args.baseline else float("nan")
-        lines.append(f"post_office: {post_office_rate:.0f} msg/s ({args.baseline} messages, send_queued_mail -p 2)")
+        post_office_rate = light_rate = float("nan")
+        if args.baseline:
+            post_office_rate = baseline(lists["baseline"], stub_url, bench_url)
+            light_rate = baseline(lists["baseline"], stub_url, bench_url, "bench.settings_failures_only_log")
+        lines.append(
+            f"post_office: {post_office_rate:.0f} msg/s ({args.baseline} messages, send_queued_mail -p 2, "
+            "LOG_LEVEL 2: a Log per message, as the engine writes)"
+        )
+        lines.append(f"post_office, failures-only log (LOG_LEVEL 1): {light_rate:.0f} msg/s")
         print("\n".join(lines), flush=True)
         with cluster(stub_url, bench_url, SEND_RATE="1000000"):
             sent, elapsed, _campaign = engine_run(lists["engine"], "engine")
         engine_rate = sent / elapsed
         threads = os.environ.get("SEND_THREADS", "4")
-        detail = f"{sent} messages in {elapsed:.1f} s, qcluster 2 worker processes x {threads} threads"
+        workers = os.environ.get("BENCH_WORKERS", "2")
+        detail = f"{sent} messages in {elapsed:.1f} s, qcluster {workers} worker processes x {threads} threads"
         lines.append(f"engine: {engine_rate:.0f} msg/s ({detail})")
         floor_rate = floor(stub_url, args.floor)
         lines.append(f"floor: {floor_rate:.0f} msg/s (boto3 send_raw_email, one client, one process)")
         lines.append(f"engine vs post_office: {engine_rate / post_office_rate:.1f}x")
+        lines.append(f"engine vs post_office with failures-only log: {engine_rate / light_rate:.1f}x")
         lines.append(f"engine vs floor: {engine_rate / floor_rate:.2f}x")
         if args.rate:
             with cluster(stub_url, bench_url, SEND_RATE=str(args.rate)):

@@ -147,7 +147,7 @@ POSTAL_ADDRESS = env_str("POSTAL_ADDRESS", "Cobalt Mail, 1 Example Street, Examp
 POST_OFFICE = {
     "DEFAULT_MAILER": "ses",
     "MAX_RETRIES": 0,  # the engine retries, post_office only records
-    "LOG_LEVEL": 1,
+    "LOG_LEVEL": 2,  # post_office's default: a Log for every message, as the engine writes one
     "BATCH_SIZE": 1000,
     "CELERY_ENABLED": False,
     "MESSAGE_ID_ENABLED": False,  # SES replaces Message-ID anyway
