@@ -22,6 +22,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -539,8 +540,6 @@ def _subscriptions_add(emails: list[str], *, contact_list: ContactList, now, rep
 
 def import_job_create(*, uploaded_file, contact_list: ContactList, update: bool, user) -> ImportJob:
     """Store the upload and queue its import once the row is committed (the task gets the id)."""
-    from django_q.tasks import async_task
-
     job = ImportJob(
         contact_list=contact_list,
         update_existing=update,
@@ -550,14 +549,43 @@ def import_job_create(*, uploaded_file, contact_list: ContactList, update: bool,
     )
     job.file.save(f"import-{timezone.now():%Y%m%d%H%M%S}.csv", uploaded_file, save=False)
     job.save()
-    transaction.on_commit(lambda: async_task("campaigns.imports.import_job_run", job.pk, group="imports"))
+    transaction.on_commit(lambda: import_job_enqueue(job.pk))
     return job
+
+
+def import_job_enqueue(job_id: int) -> None:
+    """Queue the job's task with the import time limit (an import may outlast ``Q_TIMEOUT``).
+
+    On the ORM broker a task running longer than ``Q_RETRY`` is delivered again; that copy finds
+    the job already running and does nothing.
+    """
+    from django_q.tasks import async_task
+
+    async_task("campaigns.imports.import_job_run", job_id, group="imports", timeout=settings.IMPORT_TIMEOUT)
+
+
+def imports_restart_stale() -> list[int]:
+    """Jobs left "running" by a dead worker (no heartbeat for ``IMPORT_STALE_SECONDS``) are queued
+    again and start over from the top of their file; rows imported before then count as unchanged."""
+    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_SECONDS)
+    restarted = []
+    for job_id in ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        if ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=ImportJob.Status.QUEUED, heartbeat_at=None
+        ):
+            logger.warning("import job %s stopped beating (its worker died?): started again", job_id)
+            import_job_enqueue(job_id)
+            restarted.append(job_id)
+    return restarted
 
 
 def import_job_run(job_id: int) -> str:
     """The django-q2 task: claim the queued job, import, record the outcome. Safe to run twice."""
+    now = timezone.now()
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+        status=ImportJob.Status.RUNNING, started_at=now, heartbeat_at=now
     )
     if not claimed:
         return "not queued"
@@ -567,7 +595,9 @@ def import_job_run(job_id: int) -> str:
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
 
     def progress(report: ImportReport, position: int) -> None:
-        ImportJob.objects.filter(pk=job_id).update(bytes_read=position, **report.counters())
+        ImportJob.objects.filter(pk=job_id).update(
+            bytes_read=position, heartbeat_at=timezone.now(), **report.counters()
+        )
 
     try:
         report = contacts_import(

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from campaigns import engine, services
 from campaigns.audience import audience_snapshot
+from campaigns.imports import imports_restart_stale
 from campaigns.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ def campaign_dispatch(campaign_id: int) -> str:
 
 
 def engine_tick() -> dict:
-    """Every minute: start overdue scheduled campaigns, requeue recipients of dead workers and
-    restart dispatchers for sending campaigns whose dispatchers stopped beating."""
+    """Every minute: start overdue scheduled campaigns, requeue recipients of dead workers,
+    restart dispatchers for sending campaigns whose dispatchers stopped beating, and restart
+    imports whose worker died."""
     now = timezone.now()
     started = 0
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, scheduled_at__lte=now).values_list(
@@ -57,4 +59,5 @@ def engine_tick() -> dict:
         elif campaign.pk not in requeued and (campaign.heartbeat_at is None or campaign.heartbeat_at < stale):
             services.dispatchers_start(campaign_id=campaign.pk)
             restarted += 1
-    return {"started": started, "requeued": sum(requeued.values()), "restarted": restarted}
+    imports = imports_restart_stale()
+    return {"started": started, "requeued": sum(requeued.values()), "restarted": restarted, "imports": len(imports)}

@@ -142,6 +142,11 @@ SENDER_ADDRESSES = env_list("SENDER_ADDRESSES", ["news@cobalt.example"])
 # Attachments per campaign. The engine sends through SES API v2 (messages up to 40 MB); with
 # SEND_SES_API=v1 (SendRawEmail, 10 MB after base64's +33%) keep this at 7 MB or less.
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=0)
+# CSV imports run as one django-q2 task with their own time limit (not Q_TIMEOUT): 6 hours is
+# about 150 million rows. An import whose worker died (no progress for IMPORT_STALE_SECONDS) is
+# started again from the top of its file by the minute tick.
+IMPORT_TIMEOUT = env_int("IMPORT_TIMEOUT", 6 * 3600, minimum=60)
+IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 900, minimum=60)
 POSTAL_ADDRESS = env_str("POSTAL_ADDRESS", "Cobalt Mail, 1 Example Street, Exampletown")
 
 POST_OFFICE = {

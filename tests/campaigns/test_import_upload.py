@@ -26,6 +26,10 @@ def upload(name: str, content: bytes) -> SimpleUploadedFile:
 
 
 def queued_task_args() -> list:
+    return [(task["func"], task["args"]) for task in queued_tasks()]
+
+
+def queued_tasks() -> list[dict]:
     from django.conf import settings
 
     if "redis" in settings.Q_CLUSTER:
@@ -33,10 +37,8 @@ def queued_task_args() -> list:
         from django_q.signing import SignedPackage
 
         broker = get_broker()
-        tasks = [SignedPackage.loads(broker.connection.lindex(broker.list_key, i)) for i in range(broker.queue_size())]
-    else:
-        tasks = [entry.task for entry in OrmQ.objects.all()]
-    return [(task["func"], task["args"]) for task in tasks]
+        return [SignedPackage.loads(broker.connection.lindex(broker.list_key, i)) for i in range(broker.queue_size())]
+    return [entry.task for entry in OrmQ.objects.all()]
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +106,49 @@ def test_the_upload_form_needs_a_list(staff_client):
 
     assert "Choose a list, or name a new one." in response.content.decode()
     assert not ImportJob.objects.exists()
+
+
+def test_an_import_task_gets_the_import_time_limit_not_the_cluster_one(
+    staff_client, settings, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_TIMEOUT = 7200
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            "/audiences/imports/", {"file": upload("a.csv", b"email\nada@example.org\n"), "new_list": "A"}
+        )
+
+    (task,) = queued_tasks()
+    assert task["func"] == "campaigns.imports.import_job_run"
+    assert task["timeout"] == 7200 > settings.Q_CLUSTER["timeout"]
+
+
+def test_an_import_whose_worker_died_is_restarted_by_the_tick_and_finishes(
+    staff_client, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.tasks import engine_tick
+
+    content = b"email,first_name\nada@example.org,Ada\nbob@example.org,Bob\n"
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post("/audiences/imports/", {"file": upload("a.csv", content), "new_list": "Members"})
+        staff_client.post("/audiences/imports/", {"file": upload("b.csv", content), "new_list": "Others"})
+    dead, alive = ImportJob.objects.order_by("pk")
+    # Both were claimed by workers; the first worker was killed 20 minutes ago, the second beats.
+    long_ago = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_SECONDS + 300)
+    ImportJob.objects.filter(pk=dead.pk).update(status=ImportJob.Status.RUNNING, heartbeat_at=long_ago)
+    ImportJob.objects.filter(pk=alive.pk).update(status=ImportJob.Status.RUNNING, heartbeat_at=timezone.now())
+    from django_q.brokers import get_broker
+
+    get_broker().purge_queue()
+
+    assert engine_tick()["imports"] == 1
+
+    assert queued_task_args() == [("campaigns.imports.import_job_run", (dead.pk,))]
+    assert ImportJob.objects.get(pk=alive.pk).status == ImportJob.Status.RUNNING
+    assert import_job_run(dead.pk) == "done"
+    dead.refresh_from_db()
+    assert (dead.status, dead.created, dead.subscribed) == (ImportJob.Status.DONE, 2, 2)
+    assert engine_tick()["imports"] == 0
