@@ -458,7 +458,14 @@ def reclaim_stale(*, older_than: timedelta | None = None) -> dict[int, int]:
     stale = Recipient.objects.filter(status=Recipient.Status.SENDING, claimed_at__lt=cutoff)
     requeued: dict[int, int] = {}
     for campaign_id in set(stale.values_list("campaign_id", flat=True)):
-        count = stale.filter(campaign_id=campaign_id).update(status=Recipient.Status.QUEUED, claimed_at=None)
+        with transaction.atomic():  # under the campaign's row lock, so a cancel cannot slip in between
+            status = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=campaign_id)
+            held = stale.filter(campaign_id=campaign_id)
+            if status == Campaign.Status.CANCELLED:  # nobody would ever send them: skipped, as the cancel did
+                skipped = held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
+                CampaignStats.outcomes_add(campaign_id, skipped=skipped)
+                continue
+            count = held.update(status=Recipient.Status.QUEUED, claimed_at=None)
         if count:
             requeued[campaign_id] = count
             logger.warning("campaign %s: %s recipients left in flight by a dead worker requeued", campaign_id, count)

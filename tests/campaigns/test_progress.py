@@ -100,3 +100,19 @@ def test_tracking_recount_reports_and_repairs_drifted_outcome_counters(stub_ses)
 
     call_command("tracking_recount", "--campaign", str(campaign.pk), "--fix", stdout=StringIO())
     assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 2, "failed": 1, "skipped": 0}
+
+
+def test_recipients_a_dead_worker_held_in_a_cancelled_campaign_end_skipped_not_queued():
+    from datetime import timedelta
+
+    from campaigns.engine import reclaim_stale
+
+    campaign = sending_campaign(4)
+    claimed = claim(campaign_id=campaign.pk, limit=3)
+    campaign_cancel(campaign_id=campaign.pk)  # the worker holding the three died meanwhile
+    Recipient.objects.filter(id__in=claimed).update(claimed_at=timezone.now() - timedelta(hours=1))
+
+    assert reclaim_stale() == {}  # nothing goes back to the queue of a cancelled campaign
+
+    assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 4}
+    assert stats_repair(campaign_id=campaign.pk) == {}
