@@ -21,7 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from bench import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROWS = 1_000_000
@@ -41,24 +42,6 @@ def csv_generate(path: Path, rows: int) -> None:
                 handle.write(
                     f"member{number}@example.org,First{number},Last{number % 977},City{number % 50},{number}\n"
                 )
-
-
-def _postgres_server_url() -> str:
-    url = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("DATABASE_URL") or ""
-    if not url.startswith(("postgres://", "postgresql://")):
-        url = "postgres://postgres@127.0.0.1:5432/postgres"
-    return url
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
-
-
-def _postgres_admin(url: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(_with_database(url, "postgres"), autocommit=True) as connection:
-        connection.execute(statement)
 
 
 def _worker_run(database_url: str, csv_path: Path) -> dict:
@@ -192,13 +175,10 @@ def run() -> list[str]:
         csv_generate(csv_path, rows)
         lines.append(f"import file: {rows:,} rows, {csv_path.stat().st_size / 2**20:.0f} MiB")
 
-        server = _postgres_server_url()
-        _postgres_admin(server, f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
-        _postgres_admin(server, f"CREATE DATABASE {BENCH_DATABASE}")
         try:
-            lines += _lines("postgresql", _worker_run(_with_database(server, BENCH_DATABASE), csv_path))
+            lines += _lines("postgresql", _worker_run(pg.recreate(BENCH_DATABASE), csv_path))
         finally:
-            _postgres_admin(server, f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+            pg.drop(BENCH_DATABASE)
 
         sqlite_path = Path(folder) / "bench.sqlite3"
         lines += _lines("sqlite", _worker_run(f"sqlite:///{sqlite_path}", csv_path))

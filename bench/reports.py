@@ -20,30 +20,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from bench import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cobalt_bench_reports"
 REQUESTS = 30
 
 
-def _urls() -> tuple[str, str]:
-    admin = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    return admin, urlunparse(urlparse(admin)._replace(path=f"/{BENCH_DB}"))
-
-
-def _admin(admin_url: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(statement)
-
-
 def run(recipients: int | None = None) -> list[str]:
     recipients = recipients or int(os.environ.get("BENCH_REPORT_RECIPIENTS", "1000000"))
-    admin_url, bench_url = _urls()
-    _admin(admin_url, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    _admin(admin_url, f"CREATE DATABASE {BENCH_DB}")
+    bench_url = pg.recreate(BENCH_DB)
     env = {**os.environ, "DATABASE_URL": bench_url, "SECRET_KEY": "bench", "COBALT_TESTING": "0"}
     env.pop("REDIS_URL", None)
     try:
@@ -57,7 +44,7 @@ def run(recipients: int | None = None) -> list[str]:
             text=True,
         )
     finally:
-        _admin(admin_url, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        pg.drop(BENCH_DB)
     return [line for line in child.stdout.splitlines() if line.startswith("reports")]
 
 

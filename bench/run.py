@@ -30,12 +30,12 @@ import multiprocessing
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from bench import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cobalt_bench_engine"
@@ -48,33 +48,6 @@ HTML = (
     "</body></html>"
 )
 SUBJECT = "Autumn news for {{ first_name }}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_urls() -> tuple[str, str]:
-    admin = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    parsed = urlparse(admin)
-    return admin, urlunparse(parsed._replace(path=f"/{BENCH_DB}"))
-
-
-def recreate_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def drop_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def child_env(stub_url: str, bench_url: str, **extra: str) -> dict:
@@ -477,12 +450,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import ses_stub
 
-    stub_port = free_port()
+    stub_port = pg.free_port()
     stub = multiprocessing.get_context("fork").Process(target=ses_stub.serve_forever, args=(stub_port,), daemon=True)
     stub.start()
     stub_url = f"http://127.0.0.1:{stub_port}"
-    admin_url, bench_url = database_urls()
-    recreate_database(admin_url)
+    bench_url = pg.recreate(BENCH_DB)
     for key, value in child_env(stub_url, bench_url).items():
         os.environ[key] = value
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cobalt_mail.settings")
@@ -538,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connections
 
         connections.close_all()
-        drop_database(admin_url)
+        pg.drop(BENCH_DB)
         stub.terminate()
     print("\n".join(lines), flush=True)
     if not args.no_report:

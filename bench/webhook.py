@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,9 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bench import pg
+from cobalt_mail.devserver import wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_NAME = f"cobalt_bench_webhook_{os.getpid()}"
@@ -103,25 +104,6 @@ def __getattr__(name: str):
 
 
 # --- the bench driver -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _database_urls() -> tuple[str, str]:
-    admin = os.environ.get("BENCH_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
-    parts = urlsplit(admin)
-    return admin, urlunsplit(parts._replace(path=f"/{DATABASE_NAME}"))
-
-
-def _admin_sql(admin_url: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(statement)
 
 
 def _seed(recipients: int) -> None:
@@ -223,29 +205,18 @@ def _load(port: int, path: str, bodies: list[bytes], *, connections: int) -> tup
     return len(bodies) / (time.perf_counter() - started), statuses
 
 
-def _wait_for(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("gunicorn did not start")
-
-
 def run(
     *, recipients: int = 1000, rounds: int = 2, workers: int = 2, threads: int = 32, connections: int = 64
 ) -> list[str]:
     """Measure both webhooks; returns the result lines (``webhook: N events/s`` …)."""
     from tracking.simulator import CertificateServer, SigningIdentity
 
-    admin_url, bench_url = _database_urls()
+    bench_url = pg.database_url(DATABASE_NAME)
     workdir = Path(tempfile.mkdtemp(prefix="cobalt-bench-webhook-"))
     identity = SigningIdentity(workdir)
     cert_server = CertificateServer(identity)
-    _admin_sql(admin_url, f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
-    _admin_sql(admin_url, f"CREATE DATABASE {DATABASE_NAME}")
-    port = _free_port()
+    pg.recreate(DATABASE_NAME)
+    port = pg.free_port()
     env = {
         **os.environ,
         "DATABASE_URL": bench_url,
@@ -277,7 +248,7 @@ def run(
              "--preload"],
             env=env, cwd=ROOT, start_new_session=True,
         )  # fmt: skip
-        _wait_for(port)
+        wait_for_port(port)
         _load(port, "/tracking/django-ses/", stock[:100], connections=connections)
         _load(port, "/tracking/ses/", warm_ours, connections=connections)
         # Interleaved rounds, best of each: other work on the machine hits both alike.
@@ -297,7 +268,7 @@ def run(
             server.terminate()
             server.wait(timeout=30)
         cert_server.stop()
-        _admin_sql(admin_url, f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
+        pg.drop(DATABASE_NAME)
         shutil.rmtree(workdir, ignore_errors=True)
     expected = sum(len(ours) for ours in ours_rounds) + len(warm_ours) + len(via_django)
     return [
