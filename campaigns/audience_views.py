@@ -43,6 +43,7 @@ from campaigns.imports import ImportRefused, file_inspect, import_job_create
 from campaigns.models import Contact, ContactList, ImportJob, Segment, Subscription
 from campaigns.segments import RuleError, rules_filter, segment_filter
 from campaigns.tables import ContactListTable, ContactTable, ImportJobTable, SegmentTable, SuppressionTable
+from cobalt_mail.views import confirm_page
 from tracking.models import Suppression
 
 PER_PAGE = 50
@@ -184,7 +185,7 @@ def contact_delete(request: HttpRequest, pk: int) -> HttpResponse:
         services.contact_delete(contact_id=contact.pk)
         messages.success(request, f"Contact {contact.email} deleted.")
         return redirect("audiences:contacts")
-    return _confirm(
+    return confirm_page(
         request,
         title=f"Delete {contact.email}?",
         text="The contact and its list subscriptions are deleted. Campaign history keeps the address.",
@@ -254,7 +255,7 @@ def list_delete(request: HttpRequest, pk: int) -> HttpResponse:
         services.list_delete(list_id=contact_list.pk)
         messages.success(request, f"List “{contact_list.name}” deleted; its contacts remain.")
         return redirect("audiences:lists")
-    return _confirm(
+    return confirm_page(
         request,
         title=f"Delete the list “{contact_list.name}”?",
         text="Its subscriptions are deleted. The contacts themselves stay, with their other lists.",
@@ -347,7 +348,7 @@ def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
         segment.delete()
         messages.success(request, f"Segment “{segment.name}” deleted.")
         return redirect("audiences:segments")
-    return _confirm(
+    return confirm_page(
         request,
         title=f"Delete the segment “{segment.name}”?",
         text="Campaigns that include or exclude it will no longer do so. Contacts are not changed.",
@@ -462,7 +463,7 @@ def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"{entry.email} is no longer suppressed. Its contact and list subscriptions are unchanged."
         )
         return redirect("audiences:suppressions")
-    return _confirm(
+    return confirm_page(
         request,
         title=f"Remove {entry.email} from the suppression list?",
         text=(
@@ -473,9 +474,3 @@ def suppression_remove(request: HttpRequest, pk: int) -> HttpResponse:
         cancel=reverse("audiences:suppressions"),
         tab="suppressions",
     )
-
-
-def _confirm(request: HttpRequest, *, title: str, text: str, button: str, cancel: str, tab: str) -> HttpResponse:
-    """The confirmation page every destructive action shows before its POST."""
-    context = {"title": title, "text": text, "button": button, "cancel": cancel, "tab": tab}
-    return render(request, "audiences/confirm.html", context)

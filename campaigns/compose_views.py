@@ -32,6 +32,7 @@ from campaigns.rendering import (
     render_for,
 )
 from campaigns.testsend import TEST_SUBJECT_PREFIX, campaign_test_send
+from cobalt_mail.views import confirm_page
 
 PREVIEW_VIEWS = ("desktop", "mobile", "text")
 # The campaign HTML may contain anything staff pasted: no script, no plugins, no forms, no
@@ -258,7 +259,15 @@ def layout_remove(request: HttpRequest, layout_pk: int) -> HttpResponse:
             return redirect("compose:layouts")
         messages.success(request, f"Layout “{layout.name}” deleted.")
         return redirect("compose:layouts")
-    return render(request, "compose/layout_delete.html", {"layout": layout})
+    return confirm_page(
+        request,
+        title=f"Delete layout “{layout.name}”?",
+        text="This cannot be undone. A layout that is the default, or that any campaign or template uses, "
+        "is kept and you will be told why.",
+        button="Delete layout",
+        cancel=reverse("compose:layouts"),
+        crumbs=(("Campaigns", reverse("campaigns:list")), ("Layouts", reverse("compose:layouts"))),
+    )
 
 
 def _layout_form(request: HttpRequest, form: LayoutForm, *, layout: Layout | None) -> HttpResponse:

@@ -7,6 +7,24 @@ from django.views.decorators.http import require_GET
 from campaigns.models import Campaign, Contact, ContactList
 
 
+def confirm_page(
+    request: HttpRequest,
+    *,
+    title: str,
+    text: str,
+    button: str,
+    cancel: str,
+    tab: str = "",
+    crumbs: tuple[tuple[str, str], ...] = (),
+) -> HttpResponse:
+    """The confirmation page every destructive action shows before its POST.
+
+    ``tab`` puts it under the audiences tabs; ``crumbs`` ((label, url), …) under a breadcrumb.
+    """
+    context = {"title": title, "text": text, "button": button, "cancel": cancel, "tab": tab, "crumbs": crumbs}
+    return render(request, "confirm.html", context)
+
+
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     context = {
