@@ -11,6 +11,7 @@ from django.forms import formset_factory
 from campaigns.contacts import email_clean
 from campaigns.models import Campaign, Contact, ContactList, Segment
 from campaigns.segments import RuleError, rule_filter
+from cobalt_mail.params import id_params
 from tracking.models import Suppression
 
 ATTRIBUTE_NAME = re.compile(r"^[\w-]{1,100}$")
@@ -87,7 +88,7 @@ class BulkActionForm(forms.Form):
     def __init__(self, data=None, **kwargs) -> None:
         super().__init__(data, **kwargs)
         values = data.getlist("selected") if data is not None else []
-        self.fields["selected"].choices = [(value, value) for value in values if str(value).isdigit()]
+        self.fields["selected"].choices = [(value, value) for value in map(str, id_params(values))]
         self.fields["selected"].error_messages["required"] = "Select at least one contact."
         self.fields["selected"].error_messages["invalid_choice"] = "The selection is not valid."
 

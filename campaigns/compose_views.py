@@ -32,6 +32,7 @@ from campaigns.rendering import (
     render_for,
 )
 from campaigns.testsend import TEST_SUBJECT_PREFIX, campaign_test_send
+from cobalt_mail.params import id_param
 from cobalt_mail.views import confirm_page
 
 PREVIEW_VIEWS = ("desktop", "mobile", "text")
@@ -57,10 +58,10 @@ def _audience(campaign: Campaign):
 
 def _preview_contact(request: HttpRequest, campaign: Campaign) -> Contact | None:
     """The ?contact= id if it is in the campaign's audience; None means the sample contact."""
-    raw = request.GET.get("contact", "") or request.POST.get("contact", "")
-    if not raw.isdigit():
+    contact_id = id_param(request.GET.get("contact", "") or request.POST.get("contact", ""))
+    if contact_id is None:
         return None
-    return _audience(campaign).filter(pk=int(raw)).first()
+    return _audience(campaign).filter(pk=contact_id).first()
 
 
 @require_GET

@@ -18,6 +18,7 @@ from campaigns.audience import audience_count, audience_left_out
 from campaigns.forms import CampaignForm, ScheduleForm
 from campaigns.models import Campaign, ContactList, Recipient
 from campaigns.unsubscribe import recipient_for_token, unsubscribe_recipient
+from cobalt_mail.params import id_params
 from cobalt_mail.timezones import SESSION_TIME_ZONE
 from reports.breakdowns import recipient_total_expression
 
@@ -215,7 +216,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "public/link_invalid.html", status=404)
     contact = recipient.contact
     if request.method == "POST":
-        chosen = {int(pk) for pk in request.POST.getlist("lists") if pk.isdigit()}
+        chosen = set(id_params(request.POST.getlist("lists")))
         preferences_save(contact=contact, list_ids=chosen)
         messages.success(request, "Your preferences are saved.")
         return redirect("campaigns:preferences", token=token)

@@ -18,6 +18,7 @@ from django_tables2.paginators import LazyPaginator
 
 from campaigns.exports import Echo, formula_escape
 from campaigns.models import Campaign, Recipient
+from cobalt_mail.params import id_params
 from reports import charts, recipients, selectors
 from reports.breakdowns import recipient_total_expression
 from tracking.models import CampaignStats, Event, Suppression
@@ -125,7 +126,7 @@ def campaign_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def compare(request: HttpRequest) -> HttpResponse:
-    ids = [int(value) for value in request.GET.getlist("ids") if value.isdigit()]
+    ids = id_params(request.GET.getlist("ids"))
     if len(ids) < 2:
         messages.error(request, "Tick at least two campaigns to compare them.")
         return redirect("reports:index")

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from cobalt_mail.params import id_param
 from tracking import groupcommit, services, sns
 from tracking.models import Event
 
@@ -88,8 +89,8 @@ def event_list(request: HttpRequest) -> HttpResponse:
     campaign_id = request.GET.get("campaign", "")
     if campaign_id == "none":
         events = events.filter(campaign__isnull=True)
-    elif campaign_id.isdigit():
-        events = events.filter(campaign_id=int(campaign_id))
+    elif id_param(campaign_id) is not None:
+        events = events.filter(campaign_id=id_param(campaign_id))
     event_type = request.GET.get("type", "")
     if event_type in Event.Type.values:
         events = events.filter(event_type=event_type)
