@@ -194,6 +194,11 @@ SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
 
 # --- SNS webhook
 SNS_VERIFY_SIGNATURES = env_bool("SNS_VERIFY_SIGNATURES", default=True)
+if not SNS_VERIFY_SIGNATURES and not (DEBUG or TESTING):
+    # Unsigned notifications could suppress any address and pause any campaign.
+    raise ImproperlyConfigured(
+        "SNS_VERIFY_SIGNATURES=0 is allowed with DEBUG=1 only: SNS signatures are the webhook's only guard."
+    )
 SNS_TOPIC_ARNS = env_list("SNS_TOPIC_ARNS", [])
 # Extra certificate URL prefixes to trust besides https://sns.<region>.amazonaws.com/ (local only).
 SNS_CERT_TRUSTED_URLS = env_list("SNS_CERT_TRUSTED_URLS", [])

@@ -95,7 +95,7 @@ def envelope_parse(*, body: bytes) -> dict:
         raise SNSRefused(f"The body is larger than {settings.SNS_MAX_BODY_BYTES} bytes.", status=413)
     try:
         fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested deeply
         raise SNSRefused("The body is not valid JSON.") from None
     if not isinstance(fields, dict):
         raise SNSRefused("The body is not a JSON object.")
@@ -164,8 +164,11 @@ def url_trusted(url: str, *, query: bool = False) -> bool:
         prefix = prefix if prefix.endswith("/") else prefix + "/"
         if url.startswith(prefix):
             return True
-    parts = urlsplit(url)
-    return parts.scheme == "https" and parts.port is None and bool(SNS_HOST.match(parts.netloc))
+    try:
+        parts = urlsplit(url)
+        return parts.scheme == "https" and parts.port is None and bool(SNS_HOST.match(parts.netloc))
+    except ValueError:  # a port that is not a number, an unclosed "[" …
+        return False
 
 
 class CertificateCache:

@@ -15,6 +15,13 @@ def test_booleans_accept_the_usual_spellings(monkeypatch):
     assert env_bool("FLAG", default=True) is False
 
 
+def test_an_empty_boolean_keeps_the_default(monkeypatch):
+    monkeypatch.setenv("SNS_VERIFY_SIGNATURES", "")
+    assert env_bool("SNS_VERIFY_SIGNATURES", default=True) is True
+    monkeypatch.setenv("FLAG", "  ")
+    assert env_bool("FLAG") is False
+
+
 def test_a_bad_boolean_stops_start_up_naming_the_variable(monkeypatch):
     monkeypatch.setenv("FLAG", "maybe")
     with pytest.raises(ImproperlyConfigured, match="FLAG='maybe' is not a boolean"):

@@ -19,6 +19,8 @@ from tracking import sns
         ("https://sns.us-east-1.amazonaws.com.evil.example/x.pem", False),
         ("https://s3.amazonaws.com/x.pem", False),
         ("http://sns.us-east-1.amazonaws.com/x.pem", False),
+        ("https://sns.us-east-1.amazonaws.com:x/x.pem", False),
+        ("https://[sns.us-east-1.amazonaws.com/x.pem", False),
     ],
 )
 def test_only_sns_certificate_urls_are_trusted(url, trusted, settings):

@@ -197,6 +197,14 @@ def test_it_refuses_a_message_that_is_not_json(signing, cert_server, post):
     assert b"not JSON" in response.content
 
 
+def test_a_deeply_nested_body_is_refused_as_not_json_not_a_server_error(post):
+    response = post(b"[" * 100_000 + b"]" * 100_000)
+
+    assert response.status_code == 400
+    assert b"not valid JSON" in response.content
+    assert not Event.objects.exists()
+
+
 def test_get_is_not_allowed(client):
     assert client.get(WEBHOOK).status_code == 405
 
