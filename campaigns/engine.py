@@ -131,8 +131,13 @@ def _use_ses_v2() -> bool:
 
 
 def ses_client():
-    """A boto3 SES client with the same credentials and endpoint as the sending backend."""
+    """A boto3 SES client with the same credentials and endpoint as the sending backend.
+
+    For account calls (quota, identities) made from pages and the limiter: short timeouts and
+    one retry, so an unreachable SES costs a page seconds, not botocore's default minutes.
+    """
     import boto3
+    from botocore.config import Config
 
     return boto3.client(
         "ses",
@@ -140,6 +145,7 @@ def ses_client():
         endpoint_url=settings.AWS_SES_REGION_ENDPOINT_URL,
         aws_access_key_id=settings.AWS_SES_ACCESS_KEY_ID,
         aws_secret_access_key=settings.AWS_SES_SECRET_ACCESS_KEY,
+        config=Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"}),
     )
 
 
