@@ -21,8 +21,6 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from django_tables2 import RequestConfig
-from django_tables2.paginators import LazyPaginator
 
 from campaigns import contacts as services
 from campaigns.audience_forms import (
@@ -42,7 +40,14 @@ from campaigns.exports import contacts_csv_rows
 from campaigns.imports import ImportRefused, file_inspect, import_job_create
 from campaigns.models import Contact, ContactList, ImportJob, Segment, Subscription
 from campaigns.segments import RuleError, rules_filter, segment_filter
-from campaigns.tables import ContactListTable, ContactTable, ImportJobTable, SegmentTable, SuppressionTable
+from campaigns.tables import (
+    ContactListTable,
+    ContactTable,
+    ImportJobTable,
+    SegmentTable,
+    SuppressionTable,
+    table_paginate,
+)
 from cobalt_mail.views import confirm_page
 from tracking.models import Suppression
 
@@ -50,11 +55,7 @@ PER_PAGE = 50
 
 
 def _paginate(request: HttpRequest, table, *, lazy: bool = True) -> None:
-    options = {"per_page": PER_PAGE}
-    if lazy:
-        # No COUNT(*): LazyPaginator fetches one row more than a page to know if there is a next.
-        options["paginator_class"] = LazyPaginator
-    RequestConfig(request, paginate=options).configure(table)
+    table_paginate(request, table, per_page=PER_PAGE, lazy=lazy)
 
 
 def _page(request: HttpRequest, template: str, context: dict) -> HttpResponse:

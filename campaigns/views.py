@@ -134,6 +134,7 @@ def progress(campaign: Campaign) -> dict:
 
 
 def _act(request: HttpRequest, pk: int, action, success: str) -> HttpResponse:
+    _campaign(pk)  # 404 for an unknown campaign, before any service runs
     try:
         action(campaign_id=pk)
     except services.CampaignError as error:
@@ -150,6 +151,7 @@ def campaign_send(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
+    _campaign(pk)
     form = ScheduleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a valid date, time and time zone to schedule the campaign.")
@@ -187,7 +189,7 @@ def campaign_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def campaign_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
-    copy = services.campaign_duplicate(campaign_id=pk, user=request.user)
+    copy = services.campaign_duplicate(campaign_id=_campaign(pk).pk, user=request.user)
     messages.success(request, "Duplicated: this is the new draft.")
     return redirect("campaigns:detail", pk=copy.pk)
 

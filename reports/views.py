@@ -13,11 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from django_tables2 import RequestConfig
-from django_tables2.paginators import LazyPaginator
 
 from campaigns.exports import Echo, formula_escape
 from campaigns.models import Campaign, Recipient
+from campaigns.tables import table_paginate
 from cobalt_mail.params import id_params
 from reports import charts, recipients, selectors
 from reports.breakdowns import recipient_total_expression
@@ -167,7 +166,7 @@ def campaign_recipients(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(pk)
     filters = _recipient_filters(request)
     table = recipients.RecipientTable(recipients.recipients_filtered(campaign=campaign, **filters))
-    RequestConfig(request, paginate={"per_page": 25, "paginator_class": LazyPaginator}).configure(table)
+    table_paginate(request, table, per_page=25)
     context = {"campaign": campaign, "table": table, "filters": filters, "outcomes": recipients.OUTCOMES}
     template = "reports/campaign_recipients.html"
     return render(request, f"{template}#recipients" if request.htmx else template, context)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -23,7 +25,7 @@ def app_urls() -> list[tuple[str, str]]:
                 walk(entry.url_patterns, prefix + str(entry.pattern), child_ns)
             elif isinstance(entry, URLPattern) and entry.name:
                 route = prefix + str(entry.pattern)
-                path = "/" + route.replace("<int:pk>", "1").replace("<str:token>", "x").replace("<int:", "1<")
+                path = "/" + re.sub(r"<int:\w+>", "1", route).replace("<str:token>", "x")
                 found.append((namespace + entry.name, path))
 
     walk(get_resolver().url_patterns)

@@ -1,4 +1,4 @@
-"""Ids in query strings and forms that are not plain numbers match nothing: never a 500."""
+"""Odd ids, page sizes and unknown campaigns in URLs get a page or a 404: never a 500."""
 
 from __future__ import annotations
 
@@ -40,3 +40,21 @@ def test_the_public_preference_page_ignores_odd_list_ids():
 
     assert response.status_code == 302
     assert not contact.subscriptions.filter(status="subscribed").exists()  # no list chosen: all left
+
+
+def test_the_page_size_is_not_taken_from_the_address_bar(staff_client):
+    list_with_contacts(60)
+    for path in ("/audiences/contacts/", "/audiences/lists/", "/audiences/segments/", "/audiences/imports/"):
+        for size in ("1000000", "-1", "0"):
+            response = staff_client.get(path, {"per_page": size})
+            assert response.status_code == 200, (path, size)
+    shown = staff_client.get("/audiences/contacts/", {"per_page": "1000000"}).context["table"].paginated_rows
+    assert len(list(shown)) == 50
+
+
+def test_actions_on_an_unknown_campaign_are_404_and_change_nothing(staff_client):
+    from campaigns.models import Campaign
+
+    for action in ("send", "schedule", "unschedule", "pause", "resume", "cancel", "duplicate"):
+        assert staff_client.post(f"/campaigns/999999/{action}/").status_code == 404, action
+    assert not Campaign.objects.exists()
