@@ -69,6 +69,8 @@ def audience_snapshot(*, campaign_id: int) -> int:
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.snapshot_at is not None:
             return campaign.recipients.count()
+        if campaign.status == Campaign.Status.CANCELLED:  # cancelled before its start task ran
+            return 0
         # Django keeps the values_list() order (fields and annotations) in the SELECT.
         select_sql, params = (
             audience_queryset(campaign)

@@ -464,12 +464,9 @@ def reclaim_stale(*, older_than: timedelta | None = None) -> dict[int, int]:
     stale = Recipient.objects.filter(status=Recipient.Status.SENDING, claimed_at__lt=cutoff)
     requeued: dict[int, int] = {}
     for campaign_id in set(stale.values_list("campaign_id", flat=True)):
-        with transaction.atomic():  # under the campaign's row lock, so a cancel cannot slip in between
-            status = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=campaign_id)
+        with transaction.atomic():
             held = stale.filter(campaign_id=campaign_id)
-            if status == Campaign.Status.CANCELLED:  # nobody would ever send them: skipped, as the cancel did
-                skipped = held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
-                CampaignStats.outcomes_add(campaign_id, skipped=skipped)
+            if _skipped_if_cancelled(campaign_id, held):
                 continue
             count = held.update(status=Recipient.Status.QUEUED, claimed_at=None)
         if count:
@@ -589,6 +586,20 @@ def _left_the_lists(campaign: Campaign, recipients: list[Recipient]) -> set[int]
     return contact_ids - set(still)
 
 
+def _skipped_if_cancelled(campaign_id: int, held) -> bool:
+    """Call inside a transaction before giving in-flight recipients (``held``) back to the queue.
+
+    Takes the campaign's row lock, as a cancel does; if the campaign was cancelled, ``held`` is
+    skipped like the rest of its queue (nothing would ever send it) and True is returned.
+    """
+    status = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=campaign_id)
+    if status != Campaign.Status.CANCELLED:
+        return False
+    skipped = held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
+    CampaignStats.outcomes_add(campaign_id, skipped=skipped)
+    return True
+
+
 def _release(recipients: list[Recipient]) -> None:
     """Give claimed-but-unsent recipients back without counting an attempt.
 
@@ -599,12 +610,8 @@ def _release(recipients: list[Recipient]) -> None:
         return
     ids = [recipient.pk for recipient in recipients]
     with transaction.atomic():
-        status = Campaign.objects.select_for_update().values_list("status", flat=True).get(pk=recipients[0].campaign_id)
         held = Recipient.objects.filter(id__in=ids, status=Recipient.Status.SENDING)
-        if status == Campaign.Status.CANCELLED:
-            moved = held.update(status=Recipient.Status.SKIPPED, claimed_at=None, error="Campaign cancelled")
-            CampaignStats.outcomes_add(recipients[0].campaign_id, skipped=moved)
-        else:
+        if not _skipped_if_cancelled(recipients[0].campaign_id, held):
             held.update(status=Recipient.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1)
 
 
@@ -669,7 +676,7 @@ def _record(campaign: Campaign, outcomes: list[Outcome]) -> bool:
             ]
         )
         _write_final(final, outbox, now)
-        _write_retries(again, now)
+        _write_retries(campaign.pk, again, now)
         sent = sum(outcome.kind == "sent" for outcome in final)
         CampaignStats.outcomes_add(campaign.pk, sent=sent, failed=len(final) - sent)
     if pause_reasons:
@@ -702,7 +709,10 @@ def _write_final(final: list[Outcome], outbox: list[OutboxEmail], now) -> None:
         cursor.execute(sql, [sent_at, *params])
 
 
-def _write_retries(again: list[Outcome], now) -> None:
+def _write_retries(campaign_id: int, again: list[Outcome], now) -> None:
+    held = Recipient.objects.filter(id__in=[outcome.recipient.pk for outcome in again], status=Recipient.Status.SENDING)
+    if not again or _skipped_if_cancelled(campaign_id, held):
+        return
     for outcome in again:
         recipient = outcome.recipient
         attempts = recipient.attempts - (0 if outcome.counts_as_attempt and outcome.kind == "retry" else 1)

@@ -16,7 +16,7 @@ Status = Campaign.Status
 
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     Status.DRAFT: {Status.SCHEDULED, Status.SENDING},
-    Status.SCHEDULED: {Status.DRAFT, Status.SENDING, Status.CANCELLED},
+    Status.SCHEDULED: {Status.SCHEDULED, Status.DRAFT, Status.SENDING, Status.CANCELLED},  # another time
     Status.SENDING: {Status.PAUSED, Status.SENT, Status.CANCELLED},
     Status.PAUSED: {Status.SENDING, Status.CANCELLED},
     Status.SENT: set(),

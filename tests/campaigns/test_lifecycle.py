@@ -76,6 +76,27 @@ def test_a_sending_campaign_cannot_be_rescheduled():
         campaign_schedule(campaign_id=campaign.pk, when=timezone.now() + timedelta(hours=1))
 
 
+def test_a_scheduled_campaign_can_be_moved_to_another_time():
+    campaign = campaign_to(list_with_contacts(1))
+    first, later = timezone.now() + timedelta(hours=1), timezone.now() + timedelta(hours=5)
+    campaign_schedule(campaign_id=campaign.pk, when=first)
+
+    campaign_schedule(campaign_id=campaign.pk, when=later)
+
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.scheduled_at) == (Campaign.Status.SCHEDULED, later)
+    (schedule,) = Schedule.objects.filter(name__endswith=str(campaign.pk))
+    assert schedule.next_run == later
+
+
+def test_a_campaign_cancelled_before_its_start_task_ran_freezes_no_audience():
+    campaign = campaign_to(list_with_contacts(3))
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.CANCELLED)
+
+    assert audience_snapshot(campaign_id=campaign.pk) == 0
+    assert not Recipient.objects.filter(campaign=campaign).exists()
+
+
 def test_schedule_refuses_a_time_without_zone_or_in_the_past():
     campaign = campaign_to(list_with_contacts(1))
     with pytest.raises(CampaignError, match="needs a time zone"):

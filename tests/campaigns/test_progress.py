@@ -116,3 +116,16 @@ def test_recipients_a_dead_worker_held_in_a_cancelled_campaign_end_skipped_not_q
 
     assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 4}
     assert stats_repair(campaign_id=campaign.pk) == {}
+
+
+def test_retries_of_a_chunk_that_ends_after_a_cancel_are_skipped_not_queued(stub_ses):
+    from campaigns.engine import Outcome, _record
+
+    campaign = sending_campaign(3)
+    claimed = list(Recipient.objects.filter(id__in=claim(campaign_id=campaign.pk, limit=3)).order_by("id"))
+    campaign_cancel(campaign_id=campaign.pk)  # while SES was throttling the chunk
+
+    assert _record(campaign, [Outcome(recipient, "retry", reason="Throttling", delay=1.0) for recipient in claimed])
+
+    assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 3}
+    assert stats_repair(campaign_id=campaign.pk) == {}
