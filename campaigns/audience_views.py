@@ -6,6 +6,7 @@ swap in place with htmx: when ``request.htmx`` the view renders only the "result
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.contrib import messages
@@ -24,6 +25,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from campaigns import contacts as services
 from campaigns.audience_forms import (
+    RULE_INPUTS,
     BulkActionForm,
     ContactFilterForm,
     ContactForm,
@@ -312,7 +314,14 @@ def _segment_form(request: HttpRequest, segment: Segment) -> HttpResponse:
         )
         return redirect("audiences:segment_edit", pk=segment.pk)
     count = _segment_count(segment.rules, segment.match) if segment.pk and segment.rules else None
-    context = {"form": form, "formset": formset, "segment": segment, "count": count, "tab": "segments"}
+    context = {
+        "form": form,
+        "formset": formset,
+        "segment": segment,
+        "count": count,
+        "tab": "segments",
+        "rule_inputs": json.dumps(RULE_INPUTS),
+    }
     return render(request, "audiences/segment_form.html", context)
 
 

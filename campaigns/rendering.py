@@ -363,19 +363,6 @@ class CompiledCampaign:
     preheader: Template | None = None
 
 
-def check_campaign(campaign: Campaign) -> None:
-    """Raise ``TemplateProblem`` for the first part that will not render (used when saving)."""
-    compile_template(campaign.subject, part="Subject")
-    compile_template(campaign.preheader, part="Preheader")
-    if campaign.body_mode == "markdown" and campaign.body_source:
-        compile_template(campaign.body_source, part="Markdown body")
-    compile_template(campaign.html_body, part="HTML body")
-    if campaign.text_body.strip():
-        compile_template(campaign.text_body, part="Plain-text body")
-    if campaign.layout_id:
-        check_layout(campaign.layout.html, css=campaign.layout.css)
-
-
 def check_layout(source: str, *, css: str = "") -> Template:
     if not re.search(r"{{\s*content\s*}}", source):
         raise TemplateProblem("Layout: it needs {{ content }} where the campaign body goes.")

@@ -601,12 +601,6 @@ def _time(value: Any) -> datetime | None:
     return parsed if 2000 <= parsed.year <= 2200 else None
 
 
-# Every counter events move (see stats_recount); the outcome counters are recounted from recipients.
-RECOUNTED_FIELDS = tuple(
-    name for name in CampaignStats.COUNTER_FIELDS if name not in {"unsubscribed", *CampaignStats.OUTCOME_FIELDS}
-)
-
-
 def stats_recount(*, campaign_id: int) -> dict[str, int]:
     """The event-derived counters of a campaign, recounted from its stored events.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
 from django.db import close_old_connections, connection
 from django.urls import reverse
@@ -46,7 +47,7 @@ def with_fast_webhook(django_application: Callable, *, path: str | None = None) 
             status, message = refusal
         payload = message.encode()
         start_response(
-            f"{status} {_REASONS.get(status, 'Error')}",
+            f"{status} {HTTPStatus(status).phrase}",
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(payload)))],
         )
         return [payload]
@@ -59,7 +60,3 @@ def _recycle_connections() -> None:
     # request_started/request_finished signals would, unless a caller's transaction is open.
     if not connection.in_atomic_block:
         close_old_connections()
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 413: "Payload Too Large", 502: "Bad Gateway",
-            503: "Service Unavailable"}  # fmt: skip
