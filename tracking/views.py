@@ -10,11 +10,12 @@ import json
 import logging
 
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from django_tables2.paginators import LazyPaginator
 
 from cobalt_mail.params import id_param
 from tracking import groupcommit, services, sns
@@ -94,7 +95,12 @@ def event_list(request: HttpRequest) -> HttpResponse:
     event_type = request.GET.get("type", "")
     if event_type in Event.Type.values:
         events = events.filter(event_type=event_type)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    # Newer/older links without "of N": a COUNT(*) of millions of events on every view is not worth it.
+    paginator = LazyPaginator(events, 50)
+    try:
+        page = paginator.page(id_param(request.GET.get("page")) or 1)
+    except EmptyPage:  # past the last page (e.g. an old link after a filter change)
+        page = paginator.page(1)
     context = {
         "page": page,
         "types": Event.Type.choices,

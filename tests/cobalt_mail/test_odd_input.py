@@ -24,8 +24,10 @@ def test_staff_pages_given_odd_ids_answer_without_an_error(staff_client):
     campaign = campaign_to(list_with_contacts(1))
     for value in HOSTILE:
         assert staff_client.get("/tracking/events/", {"campaign": value}).status_code == 200
+        assert staff_client.get("/tracking/events/", {"page": value}).status_code == 200
         compare = staff_client.get("/reports/compare/", {"ids": [value, "²"]})
         assert compare.status_code == 302  # back to the dashboard: "Tick at least two campaigns"
+        assert staff_client.get("/tracking/events/", {"page": "999"}).status_code == 200
         preview = staff_client.get(f"/campaigns/{campaign.pk}/preview/", {"contact": value})
         assert preview.status_code == 200
 
