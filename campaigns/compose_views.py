@@ -198,8 +198,11 @@ def save_template(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Give the template a name (up to 200 characters).")
     else:
-        template = template_save_from_campaign(campaign=campaign, name=form.cleaned_data["name"])
-        messages.success(request, f"Saved as the reusable template “{template.name}”.")
+        template, created = template_save_from_campaign(campaign=campaign, name=form.cleaned_data["name"])
+        if created:
+            messages.success(request, f"Saved as the reusable template “{template.name}”.")
+        else:
+            messages.warning(request, f"The reusable template “{template.name}” was replaced with this campaign.")
     return redirect("compose:preview", pk=pk)
 
 

@@ -61,13 +61,12 @@ def layout_delete(*, layout: Layout) -> None:
         layout.delete()
 
 
-def template_save_from_campaign(*, campaign: Campaign, name: str) -> CampaignTemplate:
-    """Keep the campaign's content (not its audience or schedule) for new campaigns."""
-    template, _ = CampaignTemplate.objects.update_or_create(
-        name=name,
-        defaults=content_of(campaign),
-    )
-    return template
+def template_save_from_campaign(*, campaign: Campaign, name: str) -> tuple[CampaignTemplate, bool]:
+    """Keep the campaign's content (not its audience or schedule) for new campaigns.
+
+    A template of the same name is replaced; returns (template, created) so staff are told which.
+    """
+    return CampaignTemplate.objects.update_or_create(name=name, defaults=content_of(campaign))
 
 
 def campaign_from_template(*, template: CampaignTemplate, from_email: str, user=None) -> Campaign:

@@ -159,6 +159,9 @@ def test_a_campaign_saved_as_template_starts_new_campaigns(staff_client):
     assert response.status_code == 302
     template = CampaignTemplate.objects.get(name="Monthly")
     assert (template.subject, template.layout) == ("Monthly {{ first_name }}", default_layout())
+    again = staff_client.post(reverse("compose:save_template", args=[campaign.pk]), {"name": "Monthly"}, follow=True)
+    assert "The reusable template “Monthly” was replaced with this campaign." in again.content.decode()
+    assert CampaignTemplate.objects.filter(name="Monthly").count() == 1
 
     response = staff_client.post(reverse("compose:template_use", args=[template.pk]))
     new = Campaign.objects.exclude(pk=campaign.pk).get()
