@@ -81,7 +81,7 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
     }
     context["choices"] = _chooser(campaign, context["search"], contact)
     try:
-        rendered = render_for(compile_campaign(campaign), preview_context(contact))
+        rendered = render_for(compile_campaign(campaign, with_attachments=False), preview_context(contact))
     except TemplateProblem as problem:
         context["problem"] = str(problem)
         return render(request, "compose/preview.html", context, status=200)
@@ -109,7 +109,8 @@ def preview_html(request: HttpRequest, pk: int) -> HttpResponse:
     """The message HTML alone, for the preview's sandboxed iframe."""
     campaign = _campaign(pk)
     try:
-        rendered = render_for(compile_campaign(campaign), preview_context(_preview_contact(request, campaign)))
+        compiled = compile_campaign(campaign, with_attachments=False)
+        rendered = render_for(compiled, preview_context(_preview_contact(request, campaign)))
         response = HttpResponse(rendered.html)
     except TemplateProblem as problem:
         response = HttpResponse(str(problem), content_type="text/plain; charset=utf-8", status=422)

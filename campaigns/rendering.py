@@ -373,7 +373,9 @@ def check_layout(source: str, *, css: str = "") -> Template:
     return compile_template(source, part="Layout", fields=MERGE_FIELDS + LAYOUT_TOKENS)
 
 
-def compile_campaign(campaign: Campaign) -> CompiledCampaign:
+def compile_campaign(campaign: Campaign, *, with_attachments: bool = True) -> CompiledCampaign:
+    """``with_attachments=False`` for pages that only show the message (preview, view online):
+    the files (up to ``ATTACHMENT_MAX_BYTES`` each) are read only where a message is sent."""
     from campaigns.attachments import campaign_attachments
 
     preheader = compile_template(campaign.preheader, part="Preheader")
@@ -389,7 +391,7 @@ def compile_campaign(campaign: Campaign) -> CompiledCampaign:
         subject=compile_template(campaign.subject, part="Subject"),
         html=html_template,
         text=text_template,
-        attachments=tuple(campaign_attachments(campaign)),
+        attachments=tuple(campaign_attachments(campaign)) if with_attachments else (),
         inline_per_message=not inlined,
         preheader=preheader if campaign.preheader.strip() else None,
     )

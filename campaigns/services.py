@@ -76,6 +76,10 @@ def _check_ready(campaign: Campaign) -> None:
         compile_campaign(campaign)
     except TemplateProblem as problem:
         raise CampaignError(f"The content has a problem: {problem}") from None
+    except OSError:  # an attachment's file is gone from storage
+        raise CampaignError(
+            "An attachment's file cannot be read: remove it on the Attachments page and upload it again."
+        ) from None
     if audience_count(campaign) == 0:
         raise CampaignError("The audience is empty: nobody on the chosen lists can receive this campaign.")
 

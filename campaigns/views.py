@@ -238,7 +238,7 @@ def view_online(request: HttpRequest, token: str) -> HttpResponse:
     recipient = recipient_for_token(token)
     if recipient is None:
         return render(request, "public/link_invalid.html", status=404)
-    rendered = render_for(compile_campaign(recipient.campaign), recipient_context(recipient))
+    rendered = render_for(compile_campaign(recipient.campaign, with_attachments=False), recipient_context(recipient))
     response = HttpResponse(rendered.html)
     # Campaign HTML is shown as the recipient got it, never with script.
     response["Content-Security-Policy"] = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'"

@@ -119,3 +119,26 @@ def test_a_duplicated_campaign_gets_its_own_copy_of_the_files(staff_client):
     first.file.delete()
 
     assert compile_campaign(duplicate).attachments == (("programme.pdf", PDF, "application/pdf"),)
+
+
+def test_an_attachment_file_lost_from_storage_blocks_sending_with_advice_but_not_the_pages(staff_client):
+    import os
+
+    from django.test import Client
+
+    from campaigns.models import Contact, Recipient
+    from campaigns.services import CampaignError, campaign_send_now
+    from campaigns.tokens import recipient_token
+    from tests.factories import campaign_to, list_with_contacts
+
+    campaign = campaign_to(list_with_contacts(1))
+    upload(staff_client, campaign, "programme.pdf", PDF)
+    os.remove(CampaignAttachment.objects.get().file.path)
+    contact = Contact.objects.get()
+    recipient = Recipient.objects.create(campaign=campaign, contact=contact, email=contact.email)
+
+    assert Client().get(f"/m/{recipient_token(recipient.pk)}/").status_code == 200  # public "view online"
+    preview = staff_client.get(reverse("compose:preview", args=[campaign.pk]))
+    assert preview.status_code == 200 and "1 attachment" in preview.content.decode()
+    with pytest.raises(CampaignError, match="An attachment's file cannot be read: remove it"):
+        campaign_send_now(campaign_id=campaign.pk)
