@@ -463,7 +463,7 @@ def reclaim_stale(*, older_than: timedelta | None = None) -> dict[int, int]:
     cutoff = timezone.now() - (older_than or timedelta(seconds=settings.SEND_STALE_SECONDS))
     stale = Recipient.objects.filter(status=Recipient.Status.SENDING, claimed_at__lt=cutoff)
     requeued: dict[int, int] = {}
-    for campaign_id in set(stale.values_list("campaign_id", flat=True)):
+    for campaign_id in list(stale.order_by().values_list("campaign_id", flat=True).distinct()):
         with transaction.atomic():
             held = stale.filter(campaign_id=campaign_id)
             if _skipped_if_cancelled(campaign_id, held):

@@ -221,6 +221,9 @@ class Recipient(models.Model):
         ]
         indexes = [
             models.Index(fields=["campaign", "status", "id"], name="recipient_work_idx"),
+            # The minute tick's search for recipients a dead worker left "sending": a few rows, not
+            # a scan of every campaign's recipients.
+            models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="recipient_inflight_idx"),
         ]
 
     def __str__(self) -> str:
