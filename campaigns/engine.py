@@ -281,6 +281,9 @@ class CampaignMessage:
     boundary: str
     attachment_parts: list[bytes] = field(default_factory=list)
     url_templates: dict[str, str] = field(default_factory=dict)
+    # The lists a recipient must still be on (None: segments are included, the snapshot stands);
+    # a sending campaign's audience cannot be edited, so once per dispatch task is enough.
+    list_ids: list[int] | None = None
 
     def context(self, recipient: Recipient) -> dict:
         """``recipient_context`` with the three links made from templates instead of ``reverse``."""
@@ -390,6 +393,9 @@ def prepare_campaign(campaign: Campaign, compiled: CompiledCampaign | None = Non
         boundary=f"=_cobalt_{campaign.pk}_{uuid.uuid4().hex}",
         attachment_parts=[_attachment_part(*attachment) for attachment in compiled.attachments],
         url_templates=_url_templates(),
+        list_ids=None
+        if campaign.include_segments.exists()
+        else list(campaign.include_lists.values_list("pk", flat=True)),
     )
 
 
@@ -530,7 +536,7 @@ def send_claimed(*, prepared: CampaignMessage, ids: list[int]) -> bool:
     """Send claimed recipients chunk by chunk at the global rate. False if the campaign stopped."""
     campaign = prepared.campaign
     recipients = list(Recipient.objects.filter(id__in=ids).select_related("contact").order_by("id"))
-    recipients = _skip_unreachable(campaign, recipients)
+    recipients = _skip_unreachable(prepared, recipients)
     rate = ratelimit.send_rate()
     size = ratelimit.chunk_size(rate, settings.SEND_BATCH_SIZE)
     for start in range(0, len(recipients), size):
@@ -546,12 +552,12 @@ def send_claimed(*, prepared: CampaignMessage, ids: list[int]) -> bool:
     return True
 
 
-def _skip_unreachable(campaign: Campaign, recipients: list[Recipient]) -> list[Recipient]:
+def _skip_unreachable(prepared: CampaignMessage, recipients: list[Recipient]) -> list[Recipient]:
     """Suppressed or no-longer-active addresses since the snapshot are skipped, not sent; so are
     contacts who left every list the campaign was sent to (e.g. on the preference page)."""
     emails = [recipient.email for recipient in recipients]
     suppressed = set(Suppression.objects.filter(email__in=emails).values_list("email", flat=True))
-    left = _left_the_lists(campaign, recipients)
+    left = _left_the_lists(prepared.list_ids, recipients)
     skipped = {
         recipient.pk
         for recipient in recipients
@@ -564,19 +570,17 @@ def _skip_unreachable(campaign: Campaign, recipients: list[Recipient]) -> list[R
             moved = Recipient.objects.filter(id__in=skipped, status=Recipient.Status.SENDING).update(
                 status=Recipient.Status.SKIPPED, error="Unsubscribed or suppressed after the snapshot", claimed_at=None
             )
-            CampaignStats.outcomes_add(campaign.pk, skipped=moved)
+            CampaignStats.outcomes_add(prepared.campaign.pk, skipped=moved)
     return [recipient for recipient in recipients if recipient.pk not in skipped]
 
 
-def _left_the_lists(campaign: Campaign, recipients: list[Recipient]) -> set[int]:
-    """Contacts no longer subscribed to any list the campaign includes (one query a batch).
+def _left_the_lists(list_ids: list[int] | None, recipients: list[Recipient]) -> set[int]:
+    """Contacts no longer subscribed to any of ``list_ids`` (one query a batch).
 
-    Only for campaigns addressed to lists alone: a segment may include a contact whatever its
-    subscriptions, so with segments the snapshot stands (status and suppression still apply).
+    Only for campaigns addressed to lists alone (``list_ids`` is None otherwise): a segment may
+    include a contact whatever its subscriptions, so with segments the snapshot stands (status
+    and suppression still apply).
     """
-    if campaign.include_segments.exists():
-        return set()
-    list_ids = list(campaign.include_lists.values_list("pk", flat=True))
     contact_ids = {recipient.contact_id for recipient in recipients if recipient.contact_id}
     if not list_ids or not contact_ids:
         return set()
