@@ -42,15 +42,24 @@ def send_rate() -> float:
         return rate
 
 
-def _ses_max_send_rate() -> float:
+def ses_send_quota() -> dict | None:
+    """SES GetSendQuota (``Max24HourSend``, ``MaxSendRate``, ``SentLast24Hours``); None, logged,
+    when SES cannot be reached. Callers cache it for as long as suits them."""
     from campaigns.engine import ses_client
 
     try:
-        quota = ses_client().get_send_quota()
-        return max(float(quota["MaxSendRate"]), 1.0)
-    except Exception:  # SES unreachable: be conservative rather than stop
-        logger.warning("GetSendQuota failed; sending at 1 message/s until it answers", exc_info=True)
+        return ses_client().get_send_quota()
+    except Exception:
+        logger.warning("GetSendQuota failed", exc_info=True)
+        return None
+
+
+def _ses_max_send_rate() -> float:
+    quota = ses_send_quota()
+    if quota is None:  # SES unreachable: be conservative rather than stop
+        logger.warning("Sending at 1 message/s until SES answers GetSendQuota")
         return 1.0
+    return max(float(quota["MaxSendRate"]), 1.0)
 
 
 def chunk_size(rate: float, batch: int) -> int:

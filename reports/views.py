@@ -35,19 +35,19 @@ def send_quota() -> dict | None:
     cached = _quota_cache.get("quota")
     if cached and time.monotonic() - cached[0] < 60:
         return cached[1]
-    from campaigns.engine import ses_client
+    from campaigns.ratelimit import ses_send_quota
 
-    try:
-        quota = ses_client().get_send_quota()
-        result = {
+    quota = ses_send_quota()  # None is shown as "not reachable": the dashboard must still load
+    result = (
+        None
+        if quota is None
+        else {
             "max_24h": quota["Max24HourSend"],
             "sent_24h": quota["SentLast24Hours"],
             "max_rate": quota["MaxSendRate"],
             "used": quota["SentLast24Hours"] / quota["Max24HourSend"] if quota["Max24HourSend"] else None,
         }
-    except Exception:  # shown as "not reachable" on the page; the dashboard must still load
-        logger.warning("GetSendQuota failed", exc_info=True)
-        result = None
+    )
     _quota_cache["quota"] = (time.monotonic(), result)
     return result
 
