@@ -146,12 +146,10 @@ def _seed(recipients: int) -> tuple[int, float]:
 
 
 def _repair(campaign_id: int) -> float:
-    from reports.breakdowns import breakdown_repair
-    from tracking.services import stats_repair
+    from tracking.services import counters_repair
 
     started = time.perf_counter()
-    stats_repair(campaign_id=campaign_id, fix=True)
-    breakdown_repair(campaign_id=campaign_id, fix=True)
+    counters_repair(campaign_id=campaign_id, fix=True)
     return time.perf_counter() - started
 
 

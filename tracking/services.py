@@ -56,7 +56,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact, ContactList, Recipient, Subscription, normalise_email
-from reports.breakdowns import events_breakdown
+from reports.breakdowns import breakdown_repair, events_breakdown
 from tracking.models import AddressHealth, CampaignStats, Event, RecipientActivity, Suppression
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,9 @@ def _store(items: list[tuple[str, dict, ParsedEvent]], received_at: datetime) ->
     for campaign_id, name in _first_engagements(stored):
         add(campaign_id, name)
     _outcomes_record(stored)
-    events_breakdown(stored)
+    # Counters before breakdowns: the same lock order as counters_repair (stats row first).
     _counters_add(deltas, received_at)
+    events_breakdown(stored)
     return results
 
 
@@ -666,4 +667,17 @@ def stats_repair(*, campaign_id: int, fix: bool = False) -> dict[str, tuple[int,
             for name, (_, value) in differences.items():
                 setattr(stats, name, value)
             stats.save(update_fields=list(differences))
+    return differences
+
+
+def counters_repair(*, campaign_id: int, fix: bool = False) -> dict[str, tuple[int, int]]:
+    """Counters and report breakdowns against a recount: {name: (stored, recounted)}.
+
+    One transaction under the campaign's counter row lock: event batches (which take that lock
+    before touching breakdown rows) wait, then add to the repaired values instead of being lost.
+    """
+    with transaction.atomic():
+        differences = stats_repair(campaign_id=campaign_id, fix=fix)  # takes the lock, held to the end
+        for (kind, key), pair in breakdown_repair(campaign_id=campaign_id, fix=fix).items():
+            differences[f"{kind} {key}"] = pair
     return differences

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.breakdowns import breakdown_repair
 from tracking.models import CampaignStats
-from tracking.services import stats_repair
+from tracking.services import counters_repair
 
 
 class Command(BaseCommand):
@@ -27,10 +26,8 @@ class Command(BaseCommand):
                 raise CommandError(f"Campaign {options['campaign']} has no counters.")
         differing = 0
         for campaign_id in campaign_ids:
-            differences = stats_repair(campaign_id=campaign_id, fix=options["fix"])
             # The report breakdowns (per hour, link, domain, bounce reason) are counters too.
-            for (kind, key), pair in breakdown_repair(campaign_id=campaign_id, fix=options["fix"]).items():
-                differences[f"{kind} {key}"] = pair
+            differences = counters_repair(campaign_id=campaign_id, fix=options["fix"])
             if differences:
                 differing += 1
                 described = ", ".join(f"{name} {stored} → {value}" for name, (stored, value) in differences.items())
