@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 import time
 from urllib.parse import urlencode
 
@@ -22,7 +21,6 @@ from reports import charts, recipients, selectors
 from reports.breakdowns import recipient_total_expression
 from tracking.models import CampaignStats, Event, Suppression
 
-logger = logging.getLogger(__name__)
 _quota_cache: dict[str, tuple[float, dict | None]] = {}
 
 
