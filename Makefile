@@ -46,6 +46,8 @@ freeze: $(BIN)/.installed
 vendor:
 	cd /tmp && rm -rf cobalt-vendor && mkdir cobalt-vendor && cd cobalt-vendor && npm pack bulma@1.0.4 >/dev/null && tar xzf bulma-1.0.4.tgz
 	cp /tmp/cobalt-vendor/package/css/bulma.min.css /tmp/cobalt-vendor/package/LICENSE static/vendor/bulma/
+	cd /tmp/cobalt-vendor && rm -rf package && npm pack quill@2.0.3 >/dev/null && tar xzf quill-2.0.3.tgz
+	cp /tmp/cobalt-vendor/package/dist/quill.js /tmp/cobalt-vendor/package/dist/quill.js.LICENSE.txt /tmp/cobalt-vendor/package/dist/quill.snow.css /tmp/cobalt-vendor/package/LICENSE static/vendor/quill/
 
 clean:
 	rm -rf var/*.sqlite3* var/staticfiles tests/artifacts .pytest_cache
