@@ -9,10 +9,20 @@ normal service resumes, e.g. ``stub.fail("throttling", 3)``. Kinds: ``throttling
 ``server_error`` (HTTP 500), ``rejected`` (MessageRejected), ``daily_quota``, ``paused``
 (AccountSendingPausedException). ``record=True`` keeps every accepted message (time, recipients,
 raw MIME) for tests; the benchmark turns it off so that the stub costs as little CPU as possible.
+
+``Timing`` makes the stub answer like a real, sometimes slow SES (both stubs take it):
+``latency`` seconds for every send (SES answers SendEmail in roughly 30-150 ms), a fraction of
+*slow* sends answered after ``slow_seconds`` (accepted), and a fraction of *hanging* sends that
+answer after ``hang_seconds``, by when the client has usually given up: SES accepted the message
+anyway, so a client that retries sends it twice. Which calls are slow or hang is deterministic
+(evenly spread over the call numbers), so runs repeat. Every accepted message is logged
+(``received``; ``log_path`` for the separate-process stub) with its arrival and acceptance times,
+so duplicates can be counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import itertools
@@ -57,10 +67,39 @@ _V1_ERROR = (
 
 @dataclass
 class Received:
-    at: float
+    at: float  # when the call arrived (what the rate limiter governs)
     destinations: list[str]
     raw: bytes
     message_id: str
+    accepted_at: float = 0.0  # when SES "accepted" it: later than ``at`` for slow and hanging calls
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the stub takes to answer a send (see the module docstring)."""
+
+    latency: float = 0.0
+    slow_fraction: float = 0.0
+    slow_seconds: float = 0.0
+    hang_fraction: float = 0.0
+    hang_seconds: float = 0.0
+
+    def delay(self, number: int) -> tuple[float, str]:
+        """(seconds before answering, "hang" | "slow" | "") for the ``number``-th send call (from 1)."""
+        # Half a period in (the first at call 1 / (2 × fraction)), slow and hanging calls a quarter
+        # of a period apart so that they do not fall on the same numbers.
+        if _every(number, self.hang_fraction, offset=0.5):
+            return self.hang_seconds, "hang"
+        if _every(number, self.slow_fraction, offset=0.25):
+            return self.slow_seconds, "slow"
+        return self.latency, ""
+
+
+def _every(number: int, fraction: float, offset: float = 0.0) -> bool:
+    """True for an evenly spread ``fraction`` of call numbers (e.g. 0.1: every tenth call)."""
+    if fraction <= 0:
+        return False
+    return int(number * fraction + offset) != int((number - 1) * fraction + offset)
 
 
 @dataclass
@@ -72,6 +111,12 @@ class StubState:
     received: list[Received] = field(default_factory=list)
     failures: collections.deque = field(default_factory=collections.deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    timing: Timing = field(default_factory=Timing)
+    # Destinations of the calls the stub made slow or hang, as each call arrived.
+    slow: list[list[str]] = field(default_factory=list)
+    hung: list[list[str]] = field(default_factory=list)
+    # Called with the call number as each send arrives (tests use it to inject a fault mid-send).
+    on_call: object = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,25 +142,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, quota.encode(), "text/xml")
             return
         state = self.server.state
+        arrived = time.time()
         with state.lock:
             state.calls += 1
+            call = state.calls
             failure = state.failures.popleft() if state.failures else None
-            if failure is None:
-                state.accepted += 1
-                number = state.accepted
+            delay, kind = state.timing.delay(call)
+        if callable(state.on_call):
+            state.on_call(call)
         if failure:
             self._fail(failure, v2)
             return
+        destinations, raw = _v2_parse(body) if v2 and (state.record or kind) else (None, b"")
+        if not v2 and (state.record or kind):
+            destinations, raw = _v1_parse(body)
+        if kind:
+            with state.lock:
+                (state.hung if kind == "hang" else state.slow).append(destinations)
+        if delay:
+            time.sleep(delay)
+        with state.lock:
+            state.accepted += 1
+            number = state.accepted
         message_id = f"{next(self.server.ids):016x}-{number:08x}-stub"
         if state.record:
-            destinations, raw = _v2_parse(body) if v2 else _v1_parse(body)
             with state.lock:
-                state.received.append(Received(time.time(), destinations, raw, message_id))
-        if v2:
-            payload = b'{"MessageId":"' + message_id.encode() + b'"}'
-            self._reply(200, payload, "application/json", request_id=str(number))
-        else:
-            self._reply(200, _V1_OK.format(id=message_id, request=number).encode(), "text/xml")
+                state.received.append(Received(arrived, destinations, raw, message_id, time.time()))
+        try:
+            if v2:
+                payload = b'{"MessageId":"' + message_id.encode() + b'"}'
+                self._reply(200, payload, "application/json", request_id=str(number))
+            else:
+                self._reply(200, _V1_OK.format(id=message_id, request=number).encode(), "text/xml")
+        except OSError:  # the client gave up on a hanging call: SES accepted the message all the same
+            self.close_connection = True
 
     def _fail(self, kind: str, v2: bool) -> None:
         status, code, message = FAILURES[kind]
@@ -169,8 +229,10 @@ class _Server(ThreadingHTTPServer):
 class StubSES:
     """Run the stub in a background thread of this process: ``with StubSES() as stub: stub.url``."""
 
-    def __init__(self, *, port: int = 0, record: bool = True, max_send_rate: float = 1000.0) -> None:
-        self.state = StubState(record=record, max_send_rate=max_send_rate)
+    def __init__(
+        self, *, port: int = 0, record: bool = True, max_send_rate: float = 1000.0, timing: Timing | None = None
+    ) -> None:
+        self.state = StubState(record=record, max_send_rate=max_send_rate, timing=timing or Timing())
         self.server = _Server(("127.0.0.1", port), self.state)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -195,11 +257,29 @@ class StubSES:
         with self.state.lock:
             self.state.failures.extend([kind] * times)
 
+    def set_timing(self, **timing: float) -> None:
+        """E.g. ``stub.set_timing(latency=0.05, hang_fraction=0.02, hang_seconds=20)``."""
+        with self.state.lock:
+            self.state.timing = Timing(**timing)
+
     def reset(self) -> None:
         with self.state.lock:
             self.state.calls = self.state.accepted = 0
             self.state.received.clear()
             self.state.failures.clear()
+            self.state.slow.clear()
+            self.state.hung.clear()
+
+    @property
+    def hung(self) -> list[list[str]]:
+        """Destinations of the calls answered only after ``hang_seconds`` (abandoned by the client)."""
+        with self.state.lock:
+            return list(self.state.hung)
+
+    @property
+    def slow(self) -> list[list[str]]:
+        with self.state.lock:
+            return list(self.state.slow)
 
     @property
     def calls(self) -> int:
@@ -219,10 +299,15 @@ class _FastProtocol:
 
     The threaded server above costs about 0.15 ms of CPU per request; on a 2-core machine that
     CPU is taken from the senders being measured, so the benchmark uses this one instead.
+    With a ``Timing`` it answers sends late (``call_later``: no thread per waiting call), and with
+    a log it appends one line per accepted message: arrival, acceptance, message id, addresses.
     """
 
-    def __init__(self, counter) -> None:
+    def __init__(self, counter, calls, timing: Timing, log) -> None:
         self.counter = counter
+        self.calls = calls
+        self.timing = timing
+        self.log = log
         self.buffer = b""
         self.transport = None
 
@@ -241,9 +326,20 @@ class _FastProtocol:
                 return
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            self.transport.write(self._answer(head, body))
+            self._handle(head, body)
 
-    def _answer(self, head: bytes, body: bytes) -> bytes:
+    def _handle(self, head: bytes, body: bytes) -> None:
+        is_send = head.startswith(b"post ") and b"Action=GetSendQuota" not in body
+        delay = 0.0
+        if is_send:
+            delay, _kind = self.timing.delay(next(self.calls))
+        arrived = time.time()
+        if delay <= 0:
+            self._answer(head, body, arrived)
+        else:
+            asyncio.get_running_loop().call_later(delay, self._answer, head, body, arrived)
+
+    def _answer(self, head: bytes, body: bytes, arrived: float) -> None:
         number = next(self.counter)
         if head.startswith(b"post /v2/"):
             payload = b'{"MessageId":"%016x-stub"}' % number
@@ -257,11 +353,14 @@ class _FastProtocol:
         else:
             payload = _V1_OK.format(id=f"{number:016x}-stub", request=number).encode()
             content_type = b"text/xml"
-        return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: %d\r\n\r\n%s" % (
-            content_type,
-            len(payload),
-            number,
-            payload,
+        if self.log is not None and head.startswith(b"post ") and b"Action=GetSendQuota" not in body:
+            destinations, _raw = _v2_parse(body) if head.startswith(b"post /v2/") else _v1_parse(body)
+            self.log.write(f"{arrived:.6f}\t{time.time():.6f}\t{number:016x}-stub\t{','.join(destinations)}\n")
+        if self.transport is None or self.transport.is_closing():
+            return  # the client gave up on a hanging call; SES accepted the message all the same
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nx-amzn-RequestId: %d\r\n\r\n%s"
+            % (content_type, len(payload), number, payload)
         )
 
     def connection_lost(self, exc) -> None:
@@ -279,18 +378,21 @@ def _content_length(head: bytes) -> int:
     return int(head[start + 15 : line_end if line_end >= 0 else None])
 
 
-def serve_forever(port: int, ready=None) -> None:
+def serve_forever(port: int, ready=None, timing: Timing | None = None, log_path: str | None = None) -> None:
     """Entry point for a separate stub process (the benchmark keeps the stub off its own GIL).
 
-    Answers every send with a fresh id: no failures, nothing recorded.
+    Answers every send with a fresh id: no failures. ``timing`` delays answers as described in
+    the module docstring; ``log_path`` appends one line per accepted message (tab-separated:
+    arrival time, acceptance time, message id, addresses) so a fault run can count duplicates.
     """
-    import asyncio
     import socket
 
     async def main() -> None:
         counter = itertools.count(int(time.time() * 1000) << 20)
+        calls = itertools.count(1)
+        log = open(log_path, "a", buffering=1) if log_path else None  # open for the process's whole life
         server = await asyncio.get_running_loop().create_server(
-            lambda: _FastProtocol(counter), "127.0.0.1", port, backlog=256
+            lambda: _FastProtocol(counter, calls, timing or Timing(), log), "127.0.0.1", port, backlog=256
         )
         for sock in server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -301,9 +403,22 @@ def serve_forever(port: int, ready=None) -> None:
     asyncio.run(main())
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8025
-    print(f"SES stub on http://127.0.0.1:{port}", flush=True)
-    serve_forever(port)
+    parser = argparse.ArgumentParser(description="A local SES endpoint (v1 + v2) for benchmarks and fault runs.")
+    parser.add_argument("port", type=int, nargs="?", default=8025)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer (SES: 0.03-0.15)")
+    parser.add_argument("--slow-fraction", type=float, default=0.0, help="fraction of sends answered late")
+    parser.add_argument("--slow-seconds", type=float, default=0.0, help="how late a slow send is answered")
+    parser.add_argument("--hang-fraction", type=float, default=0.0, help="fraction of sends that hang")
+    parser.add_argument("--hang-seconds", type=float, default=0.0, help="how long a hanging send hangs")
+    parser.add_argument("--log", help="append every accepted message to this file (to count duplicates)")
+    args = parser.parse_args(argv)
+    timing = Timing(args.latency, args.slow_fraction, args.slow_seconds, args.hang_fraction, args.hang_seconds)
+    print(f"SES stub on http://127.0.0.1:{args.port} ({timing})", flush=True)
+    serve_forever(args.port, timing=timing, log_path=args.log)
+
+
+if __name__ == "__main__":
+    main()

@@ -224,7 +224,8 @@ def run(
         "COBALT_TESTING": "0",
         "SECRET_KEY": "bench-" + uuid.uuid4().hex,
         "SNS_TOPIC_ARNS": TOPIC_ARN,
-        "SNS_CERT_TRUSTED_URLS": cert_server.url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings_webhook",  # trusts cert_server over loopback HTTP
+        "BENCH_CERT_URL": cert_server.url,
         "BENCH_CERT_FILE": str(workdir / "cert.pem"),
         "LOG_LEVEL": "WARNING",
         "REDIS_URL": "",

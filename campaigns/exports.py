@@ -43,7 +43,9 @@ def contacts_csv_rows(contacts: QuerySet[Contact]) -> Iterator[str]:
     """CSV lines (header first) for the contacts, streamed with a server-side cursor."""
     writer = csv.writer(Echo())
     keys = _attribute_keys(contacts)
-    yield "\ufeff" + writer.writerow(FIXED_COLUMNS + keys)  # the BOM makes Excel read UTF-8
+    # Attribute names are data too ("-cmd" passes the form's ^[\w-]+$): header cells are escaped
+    # like value cells. The BOM makes Excel read UTF-8.
+    yield "\ufeff" + writer.writerow([formula_escape(name) for name in FIXED_COLUMNS + keys])
     rows = contacts.order_by("pk").values_list(
         "email", "first_name", "last_name", "status", "source", "created_at", "attributes"
     )

@@ -205,6 +205,11 @@ class Recipient(models.Model):
     email = models.CharField(max_length=254)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The claim that holds the recipient while it is "sending": one random token per claim, and
+    # the claim's heartbeat, renewed by its owner every few seconds while it works (the engine
+    # requeues a claim that missed its heartbeats for SEND_STALE_SECONDS). Every final write checks
+    # the token, so an owner that lost its claim never overwrites the new owner's outcome.
+    claim_token = models.CharField(max_length=32, null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Earliest time a retry may be attempted (throttling / transient errors back off).
     not_before = models.DateTimeField(null=True, blank=True)
@@ -224,6 +229,8 @@ class Recipient(models.Model):
             # The minute tick's search for recipients a dead worker left "sending": a few rows, not
             # a scan of every campaign's recipients.
             models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="recipient_inflight_idx"),
+            # A dispatcher's heartbeat renews its claims by token: again only the in-flight rows.
+            models.Index(fields=["claim_token"], condition=models.Q(status="sending"), name="recipient_claim_idx"),
         ]
 
     def __str__(self) -> str:

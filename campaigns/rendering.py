@@ -33,10 +33,10 @@ from django.core.validators import URLValidator, validate_email
 from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import FilterExpression, Lexer, TokenType, VariableNode
 from django.template.defaulttags import FirstOfNode, ForNode, NowNode, TemplateLiteral, WithNode
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 
 from campaigns.models import Campaign, Contact, Layout, Recipient
-from campaigns.tokens import recipient_token
+from campaigns.tokens import LinkPurpose, link_token, recipient_id_from_token
 
 MERGE_FIELDS = (
     "first_name",
@@ -416,32 +416,84 @@ class ContactAttributes(dict):
         return ""
 
 
+_LINK_VIEWS = {
+    LinkPurpose.UNSUBSCRIBE: ("unsubscribe_url", "campaigns:unsubscribe"),
+    LinkPurpose.PREFERENCES: ("preferences_url", "campaigns:preferences"),
+    LinkPurpose.VIEW_ONLINE: ("view_online_url", "campaigns:view_online"),
+}
+_PATH_TOKEN = "C0BALTLINKT0KEN"
+# The token of inert links (previews, test sends, the view-online copy): no page accepts it.
+PREVIEW_TOKEN = "preview"
+
+
+@lru_cache(maxsize=16)
+def _link_templates(site_url: str, script_prefix: str) -> dict[LinkPurpose, tuple[str, str]]:
+    """(merge field, URL with a placeholder token) per link. reverse() and the thread-local URL
+    state cost more than signing, and the engine makes three links per message."""
+    return {
+        purpose: (field_name, site_url + reverse(view_name, args=[_PATH_TOKEN]))
+        for purpose, (field_name, view_name) in _LINK_VIEWS.items()
+    }
+
+
+def recipient_links(recipient_id: int, *, online_copy: bool = False) -> dict[str, str]:
+    """The three link fields of one recipient, each with its own token (campaigns/tokens.py).
+
+    ``online_copy``: the links of the view-online page, which people forward and post. Its
+    unsubscribe and preference links are inert (they lead to the "link not valid" page, which says
+    to use the email itself), so the page grants nothing but reading the email.
+    """
+    links = {}
+    for purpose, (field_name, template) in _link_templates(settings.SITE_URL, get_script_prefix()).items():
+        live = purpose is LinkPurpose.VIEW_ONLINE or not online_copy
+        token = link_token(recipient_id=recipient_id, purpose=purpose) if live else PREVIEW_TOKEN
+        links[field_name] = template.replace(_PATH_TOKEN, token)
+    return links
+
+
+def inert_links(token: str) -> dict[str, str]:
+    """Links for previews and test sends: every one carries ``token`` and opens nothing."""
+    templates = _link_templates(settings.SITE_URL, get_script_prefix()).values()
+    return {field_name: template.replace(_PATH_TOKEN, token) for field_name, template in templates}
+
+
 def merge_context(*, first_name: str, last_name: str, email: str, attributes, token: str) -> dict:
+    """The merge fields. ``token`` is a recipient token (``campaigns.tokens.recipient_token``), whose
+    recipient gets one token per link; anything else (``PREVIEW_TOKEN``) gives inert links.
+
+    The engine asks for a context with a placeholder token to substitute into the links per message;
+    one string cannot fill three tokens, so the placeholder gives inert links, the engine sees no
+    placeholder in them and builds each message's context with ``recipient_context`` instead.
+    """
+    recipient_id = recipient_id_from_token(token)
+    links = inert_links(PREVIEW_TOKEN) if recipient_id is None else recipient_links(recipient_id)
+    return _context(first_name=first_name, last_name=last_name, email=email, attributes=attributes, links=links)
+
+
+def _context(*, first_name: str, last_name: str, email: str, attributes, links: dict[str, str]) -> dict:
     return {
         "first_name": first_name,
         "last_name": last_name,
         "full_name": " ".join(part for part in (first_name, last_name) if part),
         "email": email,
         "attributes": ContactAttributes(attributes if isinstance(attributes, dict) else {}),
-        "unsubscribe_url": settings.SITE_URL + reverse("campaigns:unsubscribe", args=[token]),
-        "preferences_url": settings.SITE_URL + reverse("campaigns:preferences", args=[token]),
-        "view_online_url": settings.SITE_URL + reverse("campaigns:view_online", args=[token]),
+        **links,
     }
 
 
-def recipient_context(recipient: Recipient) -> dict:
+def recipient_context(recipient: Recipient, *, online_copy: bool = False) -> dict:
+    """The recipient's merge fields; ``online_copy`` for the view-online page (see ``recipient_links``)."""
     contact = recipient.contact
-    return merge_context(
+    return _context(
         first_name=contact.first_name if contact else "",
         last_name=contact.last_name if contact else "",
         email=recipient.email,
         attributes=contact.attributes if contact else {},
-        token=recipient_token(recipient.pk),
+        links=recipient_links(recipient.pk, online_copy=online_copy),
     )
 
 
 SAMPLE_CONTACT = {"first_name": "Alex", "last_name": "Sample", "email": "alex.sample@example.com", "attributes": {}}
-PREVIEW_TOKEN = "preview"
 
 
 def preview_context(contact: Contact | None, *, email: str | None = None) -> dict:

@@ -11,6 +11,7 @@ from django_q.tasks import async_task
 
 from campaigns.models import Campaign, Recipient, content_of
 from tracking.models import CampaignStats
+from tracking.services import reputation_guard_rebase
 
 Status = Campaign.Status
 
@@ -150,6 +151,8 @@ def campaign_pause(*, campaign_id: int, reason: str = "Paused by staff.") -> Cam
 def campaign_resume(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
         campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED}, verb="resumed")
+        # A person reviewed the figures: the reputation guard judges only what happens from now on.
+        reputation_guard_rebase(campaign_id=campaign_id)
         transaction.on_commit(lambda: dispatchers_start(campaign_id=campaign_id))
     return campaign
 

@@ -33,9 +33,9 @@ def campaign_dispatch(campaign_id: int) -> str:
 
 
 def engine_tick() -> dict:
-    """Every minute: start overdue scheduled campaigns, requeue recipients of dead workers,
-    restart dispatchers for sending campaigns whose dispatchers stopped beating, and restart
-    imports whose worker died."""
+    """Twice a minute (two schedules, half a minute apart): start overdue scheduled campaigns,
+    requeue claims of dead dispatchers, restart dispatchers for sending campaigns whose dispatchers
+    stopped beating, and restart imports whose worker died."""
     now = timezone.now()
     started = 0
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, scheduled_at__lte=now).values_list(
@@ -50,13 +50,21 @@ def engine_tick() -> dict:
     ):
         services.dispatchers_start(campaign_id=campaign_id)
         restarted += 1
+    # Claims that missed their heartbeats but are not stale yet, and nobody beating the campaign:
+    # one dispatcher waits for them to go stale and requeues them then, not a tick later.
+    silent = set(engine.campaigns_with_silent_claims()) - set(requeued)
+    for campaign_id in silent:
+        services.dispatchers_start(campaign_id=campaign_id, count=1)
+        restarted += 1
     stale = now - timedelta(seconds=engine.heartbeat_grace())
     for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
         if campaign.snapshot_at is None:
             if campaign.started_at and campaign.started_at < stale:
                 campaign_start(campaign.pk)
                 restarted += 1
-        elif campaign.pk not in requeued and (campaign.heartbeat_at is None or campaign.heartbeat_at < stale):
+        elif campaign.pk not in set(requeued) | silent and (
+            campaign.heartbeat_at is None or campaign.heartbeat_at < stale
+        ):
             services.dispatchers_start(campaign_id=campaign.pk)
             restarted += 1
     imports = imports_restart_stale()

@@ -17,7 +17,14 @@ from campaigns import services
 from campaigns.audience import audience_count, audience_left_out
 from campaigns.forms import CampaignForm, ScheduleForm
 from campaigns.models import Campaign, ContactList, Recipient
-from campaigns.unsubscribe import recipient_for_token, unsubscribe_recipient
+from campaigns.tokens import LinkPurpose
+from campaigns.unsubscribe import (
+    RecipientLink,
+    masked_email,
+    preferences_token_for,
+    recipient_for_link,
+    unsubscribe_recipient,
+)
 from cobalt_mail.params import id_params
 from cobalt_mail.timezones import SESSION_TIME_ZONE
 from reports.breakdowns import recipient_total_expression
@@ -197,26 +204,39 @@ def campaign_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
 # --- public pages: unsubscribe, preferences, view online ----------------------------------------
 
 
+def _link_refused(request: HttpRequest, link: RecipientLink) -> HttpResponse:
+    # 404 reveals nothing about whether the recipient exists; 410 for a genuine link past its time.
+    status = 410 if link.problem == "expired" else 404
+    return render(request, "public/link_invalid.html", {"expired": link.problem == "expired"}, status=status)
+
+
 @csrf_exempt  # RFC 8058 one-click POSTs come from mailbox providers, without a CSRF token.
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    recipient = recipient_for_token(token)
-    if recipient is None:
-        return render(request, "public/link_invalid.html", status=404)
+    link = recipient_for_link(token, purpose=LinkPurpose.UNSUBSCRIBE)
+    if link.recipient is None:
+        return _link_refused(request, link)
+    recipient = link.recipient
+    context = {
+        # An old-style token may come from a forwarded view-online link: mask the address and
+        # offer no way on to the preference page (campaigns/tokens.py).
+        "address": masked_email(recipient.email) if link.legacy else recipient.email,
+        "preferences_token": "" if link.legacy else preferences_token_for(recipient),
+    }
     if request.method == "POST":
         unsubscribe_recipient(recipient=recipient)
-        return render(request, "public/unsubscribed.html", {"recipient": recipient, "token": token})
-    return render(request, "public/unsubscribe_confirm.html", {"recipient": recipient, "token": token})
+        return render(request, "public/unsubscribed.html", context)
+    return render(request, "public/unsubscribe_confirm.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
     from campaigns.unsubscribe import preferences_save
 
-    recipient = recipient_for_token(token)
-    if recipient is None or recipient.contact is None:
-        return render(request, "public/link_invalid.html", status=404)
-    contact = recipient.contact
+    link = recipient_for_link(token, purpose=LinkPurpose.PREFERENCES)
+    if link.recipient is None or link.recipient.contact is None:
+        return _link_refused(request, link)
+    contact = link.recipient.contact
     if request.method == "POST":
         chosen = set(id_params(request.POST.getlist("lists")))
         preferences_save(contact=contact, list_ids=chosen)
@@ -235,10 +255,13 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
 def view_online(request: HttpRequest, token: str) -> HttpResponse:
     from campaigns.rendering import compile_campaign, recipient_context, render_for
 
-    recipient = recipient_for_token(token)
-    if recipient is None:
-        return render(request, "public/link_invalid.html", status=404)
-    rendered = render_for(compile_campaign(recipient.campaign, with_attachments=False), recipient_context(recipient))
+    link = recipient_for_link(token, purpose=LinkPurpose.VIEW_ONLINE)
+    if link.recipient is None:
+        return _link_refused(request, link)
+    recipient = link.recipient
+    # The web copy is forwarded and posted: its unsubscribe and preference links are inert.
+    context = recipient_context(recipient, online_copy=True)
+    rendered = render_for(compile_campaign(recipient.campaign, with_attachments=False), context)
     response = HttpResponse(rendered.html)
     # Campaign HTML is shown as the recipient got it, never with script.
     response["Content-Security-Policy"] = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'"

@@ -85,7 +85,11 @@ def main() -> None:
 
 
 def stop_all(children: list[subprocess.Popen]) -> None:
-    """SIGTERM every component (qcluster finishes its current task), SIGKILL what lingers."""
+    """SIGTERM every component's process group, SIGKILL what is still there after 8 s.
+
+    A qcluster stops within a few seconds: its dispatchers stop between messages and give back what
+    they claimed (campaigns/shutdown.py).
+    """
     for child in children:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from cobalt_mail.env import (
     database_from_url,
@@ -33,6 +35,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = (env_str("SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+# Unsubscribe and preference links work this long after sending (RFC 8058 expects 60 days or
+# more); view-online links never expire and open nothing else (campaigns/tokens.py).
+UNSUBSCRIBE_TOKEN_DAYS = env_int("UNSUBSCRIBE_TOKEN_DAYS", 365, minimum=60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -48,6 +53,7 @@ INSTALLED_APPS = [
     "django_q",
     "post_office",
     "django_ses",
+    "axes",  # login throttling: see LOGIN_FAILURE_LIMIT below
     "campaigns",
     "tracking",
     "reports",
@@ -55,6 +61,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Django's CSP middleware (SECURE_CSP below), early so that every response gets the header,
+    # including the redirects and 403s the middleware further down answers with.
+    "cobalt_mail.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +74,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "cobalt_mail.permissions.StaffOnlyMiddleware",
     "cobalt_mail.timezones.StaffTimezoneMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the "try again at …" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cobalt_mail.urls"
@@ -80,6 +91,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -107,6 +119,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# --- Login throttling (django-axes, records in the database so every web process sees them):
+# LOGIN_FAILURE_LIMIT failed logins for one username, or from one address, lock that username or
+# address out for LOGIN_LOCKOUT_MINUTES after the last failure. Attempts during a lock-out do not
+# extend it, so the time the page promises holds. cobalt_mail/logins.py logs the start and the end.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out logins before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: by username, and by address
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HANDLER = "cobalt_mail.logins.LoginAttemptHandler"
+AXES_LOCKOUT_CALLABLE = "cobalt_mail.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "cobalt_mail.logins.client_ip_address"
+AXES_VERBOSE = False  # no banner in every command's output; cobalt_mail.logins logs what matters
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -125,8 +155,37 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "SAMEORIGIN"
-if env_bool("BEHIND_TLS_PROXY", default=False):
+# --- Content-Security-Policy on every response (README, "Invariants"). Our pages load every script
+# and style sheet from /static/ and carry no inline script, event handler or style attribute
+# (tests/cobalt_mail/test_csp.py, tests/e2e/ fail on any violation). The nonce enters the header
+# only on pages whose template asks for one: Django's admin and its CSRF failure page.
+# img-src allows https: and data: because the composer's rich-text editor shows the campaign's
+# remote images. Views that serve campaign HTML (preview, view online) set a stricter policy of
+# their own; cobalt_mail/csp.py adds the navigation directives below to it if they are missing.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    # 'report-sample': a violation report quotes the start of the code it blocked.
+    "script-src": [CSP.SELF, CSP.NONCE, CSP.REPORT_SAMPLE],
+    "style-src": [CSP.SELF, CSP.NONCE, CSP.REPORT_SAMPLE],
+    "img-src": [CSP.SELF, "https:", "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.SELF],
+}
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only: off by default (a site first tried over plain HTTP must not lock itself out for a
+# year); README "Production deployment" turns them on. includeSubDomains and preload follow HSTS
+# when it is on (check --deploy warns without them; they cover the site's own host name and below).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+# SNS may post to an http:// subscription and load balancers probe health over plain HTTP; a
+# redirect would answer both with a 301 they do not follow. The webhook trusts signatures, not TLS.
+SECURE_REDIRECT_EXEMPT = [r"^tracking/ses/$", r"^health/$"]
 
 # --- Mail: Django 6.1 MAILERS. "default" queues into post_office; post_office delivers through
 # "ses" (django-ses). The engine sends through "ses" directly, one connection per thread.
@@ -175,7 +234,13 @@ SEND_THREADS = env_int("SEND_THREADS", 4, minimum=1)
 SEND_DISPATCHERS = env_int("SEND_DISPATCHERS", 2, minimum=1)
 SEND_TASK_SECONDS = env_int("SEND_TASK_SECONDS", 60, minimum=5)
 SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 5, minimum=1)
-SEND_STALE_SECONDS = env_int("SEND_STALE_SECONDS", 300, minimum=10)
+# One SES send call: connect and read timeouts (seconds). A call past them is abandoned (and
+# retried), although SES may still have accepted the message: a duplicate by nature.
+SES_CONNECT_TIMEOUT = env_int("SES_CONNECT_TIMEOUT", 5, minimum=1)
+SES_READ_TIMEOUT = env_int("SES_READ_TIMEOUT", 15, minimum=1)
+# A claim whose owner has not renewed its heartbeat for this long is requeued (the owner died).
+# Default: one whole SES call plus 10 s, so that a silent owner's last calls have ended first.
+SEND_STALE_SECONDS = env_int("SEND_STALE_SECONDS", SES_CONNECT_TIMEOUT + SES_READ_TIMEOUT + 10, minimum=10)
 RATE_LIMITER = env_str("RATE_LIMITER", "redis" if env_str("REDIS_URL") else "database")
 if RATE_LIMITER not in {"redis", "database"}:
     raise ImproperlyConfigured(f"RATE_LIMITER={RATE_LIMITER!r}: use 'database' or 'redis'.")
@@ -188,6 +253,9 @@ if SEND_SES_API not in {"v1", "v2"}:
 
 # --- Reputation guard (SES reviews accounts at these rates)
 GUARD_MIN_DELIVERIES = env_int("GUARD_MIN_DELIVERIES", 200, minimum=1)
+# The reputation guard pauses on evidence, not on one unlucky ratio (tracking.services.reputation_guard_reason).
+GUARD_MIN_COMPLAINTS = env_int("GUARD_MIN_COMPLAINTS", 3, minimum=1)
+GUARD_MIN_BOUNCES = env_int("GUARD_MIN_BOUNCES", 10, minimum=1)
 GUARD_BOUNCE_RATE = env_float("GUARD_BOUNCE_RATE", 0.05, minimum=0)
 GUARD_COMPLAINT_RATE = env_float("GUARD_COMPLAINT_RATE", 0.001, minimum=0)
 SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
@@ -202,6 +270,11 @@ if not SNS_VERIFY_SIGNATURES and not (DEBUG or TESTING):
 SNS_TOPIC_ARNS = env_list("SNS_TOPIC_ARNS", [])
 # Extra certificate URL prefixes to trust besides https://sns.<region>.amazonaws.com/ (local only).
 SNS_CERT_TRUSTED_URLS = env_list("SNS_CERT_TRUSTED_URLS", [])
+if not DEBUG and any(not prefix.lower().startswith("https://") for prefix in SNS_CERT_TRUSTED_URLS):
+    # A certificate fetched over plain HTTP can be swapped on the way: anyone could sign notifications.
+    raise ImproperlyConfigured(
+        "SNS_CERT_TRUSTED_URLS accepts only https:// prefixes; http:// (the local simulator) needs DEBUG=1."
+    )
 SNS_MAX_BODY_BYTES = env_int("SNS_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
 # Local SES event simulator (make run sets SNS_LOCAL_SIMULATOR=1): trust its topic and its
 # self-signed certificate, served on loopback, in development only.

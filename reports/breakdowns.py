@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models import Count, Min, OuterRef, Subquery, Value
 from django.db.models.functions import Lower, StrIndex, Substr, TruncHour
 
 from reports.models import CampaignBreakdown
@@ -88,47 +88,72 @@ def recipient_domains_record(*, campaign_id: int) -> None:
     )
 
 
-def events_breakdown(events) -> None:
+def events_breakdown(events, *, firsts=()) -> None:
     """Move the breakdown counters for freshly stored events (one upsert per campaign).
 
     Called by tracking.services in the events' own transaction, like the headline counters.
+    Opens and clicks count every notification (per hour, per link). Domains and bounce reasons
+    count recipients: they move with ``firsts``, the (marker kind, event) pairs whose recipient
+    marker this batch inserted, so SES's second notification of one bounce adds nothing.
     """
     from tracking.models import Event
 
     per_campaign: dict[int, dict[tuple[str, str], int]] = {}
+
+    def add(campaign_id: int, buckets: list[tuple[str, str]]) -> None:
+        items = per_campaign.setdefault(campaign_id, {})
+        for bucket in buckets:
+            items[bucket] = items.get(bucket, 0) + 1
+
     for event in events:
-        if not event.campaign_id:
-            continue
-        items = per_campaign.setdefault(event.campaign_id, {})
-        for kind, key in _event_buckets(event, Event.Type):
-            items[(kind, key)] = items.get((kind, key), 0) + 1
+        if event.campaign_id:
+            add(event.campaign_id, _engagement_buckets(event, Event.Type))
+    for kind, event in firsts:
+        if event.campaign_id:
+            add(event.campaign_id, _recipient_buckets(kind, event))
     for campaign_id, items in sorted(per_campaign.items()):
         breakdown_bump(campaign_id=campaign_id, items=[(kind, key, n) for (kind, key), n in sorted(items.items())])
 
 
-def _event_buckets(event, types) -> list[tuple[str, str]]:
+def _engagement_buckets(event, types) -> list[tuple[str, str]]:
     kind = event.event_type
-    if kind in {types.OPEN, types.CLICK}:
-        name = "open" if kind == types.OPEN else "click"
-        hour = hour_key(event.occurred_at)
-        buckets = [(f"hour:{name}", hour)]
+    if kind not in {types.OPEN, types.CLICK}:
+        return []
+    name = "open" if kind == types.OPEN else "click"
+    hour = hour_key(event.occurred_at)
+    buckets = [(f"hour:{name}", hour)]
+    if not event.is_machine:
+        buckets.append((f"hour:human_{name}", hour))
+    if kind == types.CLICK and event.link:
+        buckets.append(("link:click", event.link))
         if not event.is_machine:
-            buckets.append((f"hour:human_{name}", hour))
-        if kind == types.CLICK and event.link:
-            buckets.append(("link:click", event.link))
-            if not event.is_machine:
-                buckets.append(("link:human_click", event.link))
-        return buckets
-    if kind == types.DELIVERY:
-        return [("domain:delivered", email_domain(event.email))]
-    if kind == types.BOUNCE:
-        reason = "/".join(part for part in (event.bounce_type, event.bounce_subtype) if part) or "Unknown"
-        return [("domain:bounced", email_domain(event.email)), ("bounce:reason", reason)]
+            buckets.append(("link:human_click", event.link))
+    return buckets
+
+
+def bounce_reason(bounce_type: str, bounce_subtype: str) -> str:
+    return "/".join(part for part in (bounce_type, bounce_subtype) if part) or "Unknown"
+
+
+def _recipient_buckets(kind: str, event) -> list[tuple[str, str]]:
+    # The recipient's own address: the same domain as the "domain:recipients" rows it is divided by.
+    domain = email_domain(event.recipient.email)
+    if kind == "delivered":
+        return [("domain:delivered", domain)]
+    if kind == "bounced":
+        return [("domain:bounced", domain)]
+    if kind in {"bounced_hard", "bounced_soft"}:
+        return [("bounce:reason", bounce_reason(event.bounce_type, event.bounce_subtype))]
     return []
 
 
 def breakdown_recount(*, campaign_id: int) -> dict[tuple[str, str], int]:
-    """The event-derived breakdown of a campaign, recounted from its stored events (GROUP BYs)."""
+    """The event-derived breakdown of a campaign, recounted from its stored events (GROUP BYs).
+
+    The same rules as ``events_breakdown``: notifications for opens and clicks, recipients for
+    domains, and for bounce reasons the reason of each recipient's first hard and first soft
+    bounce (the first stored, as the live count takes the first to arrive).
+    """
     from tracking.models import Event
 
     events = Event.objects.filter(campaign_id=campaign_id).order_by()
@@ -142,17 +167,22 @@ def breakdown_recount(*, campaign_id: int) -> dict[tuple[str, str], int]:
     for row in links.annotate(n=Count("id")):
         for kind in _engagement_kinds("click", row["is_machine"], "link"):
             _add(counts, (kind, row["link"][:KEY_LENGTH]), row["n"])
-    domain = Lower(Substr("email", StrIndex("email", Value("@")) + 1))
+    domain = Lower(Substr("recipient__email", StrIndex("recipient__email", Value("@")) + 1))
     domains = (
-        events.filter(event_type__in=["delivery", "bounce"]).annotate(domain=domain).values("event_type", "domain")
+        events.filter(event_type__in=["delivery", "bounce"], recipient__isnull=False)
+        .annotate(domain=domain)
+        .values("event_type", "domain")
     )
-    for row in domains.annotate(n=Count("id")):
+    for row in domains.annotate(n=Count("recipient", distinct=True)):
         kind = "domain:delivered" if row["event_type"] == "delivery" else "domain:bounced"
-        _add(counts, (kind, row["domain"]), row["n"])
-    reasons = events.filter(event_type="bounce").values("bounce_type", "bounce_subtype")
-    for row in reasons.annotate(n=Count("id")):
-        reason = "/".join(part for part in (row["bounce_type"], row["bounce_subtype"]) if part) or "Unknown"
-        _add(counts, ("bounce:reason", reason), row["n"])
+        _add(counts, (kind, row["domain"][:KEY_LENGTH]), row["n"])
+    bounces = events.filter(event_type="bounce", recipient__isnull=False)
+    for hard in (True, False):
+        subset = bounces.filter(bounce_type="Permanent") if hard else bounces.exclude(bounce_type="Permanent")
+        first_ids = subset.values("recipient").annotate(first=Min("id")).values("first")
+        reasons = Event.objects.filter(id__in=first_ids).order_by().values("bounce_type", "bounce_subtype")
+        for row in reasons.annotate(n=Count("id")):
+            _add(counts, ("bounce:reason", bounce_reason(row["bounce_type"], row["bounce_subtype"])), row["n"])
     return counts
 
 

@@ -96,7 +96,8 @@ def bar_chart(rows: Sequence[tuple[str, int]], *, title: str, color: str = PALET
 def _svg_open(width: int, height: int, title: str) -> str:
     return (
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" preserveAspectRatio="xMidYMid meet" '
-        f'xmlns="http://www.w3.org/2000/svg" style="width:100%;height:auto;font:11px sans-serif">'
+        # Sized by static/css/app.css (svg.chart): the Content-Security-Policy refuses style attributes.
+        f'xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>"
     )
 

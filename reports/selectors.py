@@ -1,4 +1,9 @@
-"""Reads for the report pages: figures, rates, chart series. Counters only, never a recount."""
+"""Reads for the report pages: figures, rates, chart series. Counters only, never a recount.
+
+Every figure counts recipients ("recipients who bounced"), and every rate divides recipients by
+recipients, so none can exceed 100%. The bounce rate set beside SES's 5% review level is hard
+bounces only, as SES counts it; soft bounces are shown apart.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,9 @@ class Rate:
 
 
 def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
+    # Capped at 1: SNS does not order events, so a recipient's complaint or open can be counted a
+    # moment before their delivery is (the part briefly outgrows the whole it belongs to).
+    return min(part / whole, 1.0) if whole else None
 
 
 def campaign_stats(campaign: Campaign) -> CampaignStats:
@@ -43,14 +50,12 @@ def recipient_total(campaign: Campaign) -> int:
 def headline(campaign: Campaign) -> dict:
     stats = campaign_stats(campaign)
     total = recipient_total(campaign)
-    bounced = stats.bounced_hard + stats.bounced_soft
     left_out = sum((campaign.left_out or {}).values())
     figures = {
         "recipients": total,
         "left_out": left_out,
         "sent": stats.sent,
         "delivered": stats.delivered,
-        "bounced": bounced,
         "bounced_hard": stats.bounced_hard,
         "bounced_soft": stats.bounced_soft,
         "complained": stats.complained,
@@ -62,14 +67,26 @@ def headline(campaign: Campaign) -> dict:
         "human_clicks": stats.human_clicks,
         "unique_clicks": stats.unique_clicks,
         "unique_human_clicks": stats.unique_human_clicks,
+        "unique_human_engaged": stats.unique_human_engaged,
         "unsubscribed": stats.unsubscribed,
         "last_event_at": stats.last_event_at,
     }
     figures["rates"] = [
-        Rate("Delivery rate", _ratio(stats.delivered, stats.sent), "Delivered ÷ sent to SES."),
-        Rate("Bounce rate", _ratio(bounced, stats.sent), "Hard + soft bounces ÷ sent. SES reviews accounts at 5%."),
+        Rate("Delivery rate", _ratio(stats.delivered, stats.sent), "Recipients delivered ÷ recipients sent to SES."),
         Rate(
-            "Complaint rate", _ratio(stats.complained, stats.delivered), "Complaints ÷ delivered. SES reviews at 0.1%."
+            "Bounce rate (hard)",
+            _ratio(stats.bounced_hard, stats.sent),
+            "Recipients whose address bounced permanently ÷ sent. SES's bounce rate: it reviews accounts at 5%.",
+        ),
+        Rate(
+            "Soft bounce rate",
+            _ratio(stats.bounced_soft, stats.sent),
+            "Recipients with a temporary bounce (mailbox full, server busy) ÷ sent. Not part of SES's bounce rate.",
+        ),
+        Rate(
+            "Complaint rate",
+            _ratio(stats.complained, stats.delivered),
+            "Recipients who marked it as spam ÷ delivered. SES reviews at 0.1%.",
         ),
         Rate(
             "Open rate (human)",
@@ -84,10 +101,13 @@ def headline(campaign: Campaign) -> dict:
         ),
         Rate(
             "Click-to-open rate",
-            _ratio(stats.unique_human_clicks, stats.unique_human_opens),
-            "Recipients who clicked ÷ recipients who opened (human opens and clicks).",
+            _ratio(stats.unique_human_clicks, stats.unique_human_engaged),
+            "Recipients who clicked ÷ recipients who opened or clicked (a click with images off shows it was read);"
+            " human opens and clicks.",
         ),
-        Rate("Unsubscribe rate", _ratio(stats.unsubscribed, stats.delivered), "Unsubscribes ÷ delivered."),
+        Rate(
+            "Unsubscribe rate", _ratio(stats.unsubscribed, stats.delivered), "Recipients who unsubscribed ÷ delivered."
+        ),
     ]
     return figures
 
@@ -201,14 +221,25 @@ def account_health(*, days: int = 7) -> dict:
     )
     sent = totals["sent"] or 0
     delivered = totals["delivered"] or 0
-    bounced = (totals["hard"] or 0) + (totals["soft"] or 0)
+    # SES's bounce rate counts hard bounces only: that is the one compared with its 5% review level.
+    bounce_rate = _ratio(totals["hard"] or 0, sent)
+    complaint_rate = _ratio(totals["complained"] or 0, delivered)
     return {
         "days": days,
         "sent": sent,
-        "bounce_rate": Rate("Bounce rate", _ratio(bounced, sent), "SES reviews at 5%, may pause at 10%."),
-        "complaint_rate": Rate(
-            "Complaint rate", _ratio(totals["complained"] or 0, delivered), "SES reviews at 0.1%, may pause at 0.5%."
+        "bounce_rate": Rate(
+            "Bounce rate (hard)",
+            bounce_rate,
+            "Recipients whose address bounced permanently ÷ sent. SES reviews at 5%, may pause at 10%.",
         ),
-        "bounce_warning": (_ratio(bounced, sent) or 0) >= 0.05,
-        "complaint_warning": (_ratio(totals["complained"] or 0, delivered) or 0) >= 0.001,
+        "soft_bounce_rate": Rate(
+            "Soft bounce rate", _ratio(totals["soft"] or 0, sent), "Temporary bounces ÷ sent; not in SES's bounce rate."
+        ),
+        "complaint_rate": Rate(
+            "Complaint rate",
+            complaint_rate,
+            "Recipients who complained ÷ delivered. SES reviews at 0.1%, may pause at 0.5%.",
+        ),
+        "bounce_warning": (bounce_rate or 0) >= 0.05,
+        "complaint_warning": (complaint_rate or 0) >= 0.001,
     }

@@ -71,9 +71,8 @@ def index(request: HttpRequest) -> HttpResponse:
                 "delivery": selectors.Rate("", selectors._ratio(stat.delivered, stat.sent), "").percent,
                 "open": selectors.Rate("", selectors._ratio(stat.unique_human_opens, stat.delivered), "").percent,
                 "click": selectors.Rate("", selectors._ratio(stat.unique_human_clicks, stat.delivered), "").percent,
-                "bounce": selectors.Rate(
-                    "", selectors._ratio(stat.bounced_hard + stat.bounced_soft, stat.sent), ""
-                ).percent,
+                # Hard bounces, as SES counts its bounce rate.
+                "bounce": selectors.Rate("", selectors._ratio(stat.bounced_hard, stat.sent), "").percent,
             }
         )
     context = {
@@ -137,7 +136,8 @@ def compare(request: HttpRequest) -> HttpResponse:
             ("Recipients", "recipients"),
             ("Sent", "sent"),
             ("Delivered", "delivered"),
-            ("Bounced", "bounced"),
+            ("Bounced (hard)", "bounced_hard"),
+            ("Bounced (soft)", "bounced_soft"),
             ("Complaints", "complained"),
             ("Unique opens (human)", "unique_human_opens"),
             ("Unique clicks (human)", "unique_human_clicks"),

@@ -39,6 +39,9 @@ class AddressHealth(models.Model):
 
     email = models.CharField(max_length=254, unique=True)
     consecutive_soft_bounces = models.PositiveIntegerField(default=0)
+    # The SES message whose soft bounce was counted last: SES may notify one bounce twice
+    # (configuration set + identity topic), and that is one bounce in a row, not two.
+    last_soft_bounce_message_id = models.CharField(max_length=100, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
 
@@ -110,12 +113,21 @@ class CampaignStats(models.Model):
     human_clicks = models.PositiveIntegerField(default=0)
     unique_clicks = models.PositiveIntegerField(default=0)
     unique_human_clicks = models.PositiveIntegerField(default=0)
+    # Recipients with a human open or a human click: the click-to-open rate's denominator (a click
+    # with images off proves the message was read, so "clicked" is always a part of "engaged").
+    unique_human_engaged = models.PositiveIntegerField(default=0)
     unsubscribed = models.PositiveIntegerField(default=0)
     # Recipients the engine (or a cancel) finished without sending; with ``sent`` they let the
     # campaign page show progress without counting a million recipient rows every poll.
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
     last_event_at = models.DateTimeField(null=True, blank=True)
+    # The reputation guard's starting point: the counters when a person last resumed the campaign
+    # (zero before), so that it judges what happens from then on, not the evidence just reviewed.
+    guard_base_delivered = models.PositiveIntegerField(default=0)
+    guard_base_bounced_hard = models.PositiveIntegerField(default=0)
+    guard_base_complained = models.PositiveIntegerField(default=0)
+    guard_resumed_at = models.DateTimeField(null=True, blank=True)
 
     COUNTER_FIELDS = (
         "sent",
@@ -134,6 +146,7 @@ class CampaignStats(models.Model):
         "human_clicks",
         "unique_clicks",
         "unique_human_clicks",
+        "unique_human_engaged",
         "unsubscribed",
         "failed",
         "skipped",
@@ -150,12 +163,17 @@ class CampaignStats(models.Model):
 
 
 class RecipientActivity(models.Model):
-    """The first open / human open / click / human click of each recipient (unique counts), and
-    the recipient's outcomes (delivered, bounced, complained, unsubscribed) for report filters.
+    """What each campaign recipient did, once per kind: the markers that make counters count recipients.
 
-    One row per (recipient, kind), inserted with ON CONFLICT DO NOTHING ... RETURNING: the rows a
-    batch actually inserted are its firsts. The unique constraint decides, so two workers handling
-    two opens of the same recipient at once cannot both count it as the first.
+    The first open / human open / click / human click / human open-or-click (unique counts) and
+    the recipient's outcomes (delivered, bounced hard / soft, complained, rejected, unsubscribed),
+    which also feed the report's filters. SES may notify one bounce twice (configuration set +
+    identity topic); only the notification that inserts the marker moves the counter.
+
+    One row per (recipient, kind), inserted with ON CONFLICT DO NOTHING ... RETURNING in the
+    event batch's transaction: the rows a batch actually inserted are its firsts. The unique
+    constraint decides, so two workers handling two notifications of the same recipient at once
+    cannot both count it (the second waits for the first's commit, then inserts nothing).
     """
 
     class Kind(models.TextChoices):
@@ -163,14 +181,18 @@ class RecipientActivity(models.Model):
         HUMAN_OPEN = "human_open", "First human open"
         CLICK = "click", "First click"
         HUMAN_CLICK = "human_click", "First human click"
-        # Outcomes, for filtering a campaign's recipients in reports (first of each kind only).
+        HUMAN_ENGAGED = "human_engaged", "First human open or click"
+        # Outcomes (first of each kind only): counters and the report's recipient filters.
         DELIVERED = "delivered", "Delivered"
-        BOUNCED = "bounced", "Bounced"
+        BOUNCED = "bounced", "Bounced (hard or soft)"
+        BOUNCED_HARD = "bounced_hard", "Bounced (hard)"
+        BOUNCED_SOFT = "bounced_soft", "Bounced (soft)"
         COMPLAINED = "complained", "Complained"
+        REJECTED = "rejected", "Rejected by SES"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
     recipient = models.ForeignKey("campaigns.Recipient", on_delete=models.CASCADE, related_name="activity")
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     occurred_at = models.DateTimeField()
 
     class Meta:

@@ -30,24 +30,39 @@ Policies (thresholds are settings):
 
 - Permanent bounce: every bounced address is suppressed (``hard_bounce``) and its contact marked
   bounced (a complained contact stays complained).
-- Transient or undetermined bounce: the address's consecutive soft-bounce count goes up (across
-  campaigns; a delivery resets it); at ``SOFT_BOUNCE_LIMIT`` the address is suppressed.
+- Transient or undetermined bounce: the address's consecutive soft-bounce count goes up once per
+  message (across campaigns; a delivery resets it); at ``SOFT_BOUNCE_LIMIT`` the address is
+  suppressed.
 - Complaint: suppressed, contact marked complained, unsubscribed from every list.
 - SES Subscription event: ``unsubscribeAll`` unsubscribes the contact from every list and
   suppresses the address; a topic opt-out unsubscribes from the list named like the topic.
-- Reputation guard: after a bounce or complaint of a sending campaign, with at least
-  ``GUARD_MIN_DELIVERIES`` outcomes (deliveries + hard bounces), the campaign is paused when hard
-  bounces / outcomes reaches ``GUARD_BOUNCE_RATE`` or complaints / deliveries reaches
-  ``GUARD_COMPLAINT_RATE`` (SES's own reputation figures count hard bounces only).
+- Reputation guard: after a hard bounce or complaint of a sending campaign, it pauses when the
+  evidence says the true rate is above the limit, not on the first unlucky ratio: the Wilson 95%
+  lower bound of hard bounces / (deliveries + hard bounces) above ``GUARD_BOUNCE_RATE`` with at
+  least ``GUARD_MIN_BOUNCES`` hard bounces, or of complaints / deliveries above
+  ``GUARD_COMPLAINT_RATE`` with at least ``GUARD_MIN_COMPLAINTS`` complaints, in both cases after
+  ``GUARD_MIN_DELIVERIES`` outcomes (SES's own reputation figures count hard bounces only). When a
+  person resumes, the counts restart from a baseline (``reputation_guard_rebase``).
+
+Figures count recipients, not notifications: SES sends two notifications for one bounce,
+complaint or delivery when both a configuration set and the identity's own topic are set up.
+Both are stored (different SNS messages), but the delivered, bounced hard / soft, complained,
+rejected and unsubscribed counters (and the unique opens and clicks) move only when a
+notification claims its recipient's marker (``RecipientActivity``, one row per recipient and
+kind, INSERT ... ON CONFLICT DO NOTHING RETURNING in the batch's transaction). Raw opens and
+clicks count every notification.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -141,7 +156,7 @@ def _store(items: list[tuple[str, dict, ParsedEvent]], received_at: datetime) ->
     seen: set[str] = set()
     recipients = _recipients_match([parsed for _, _, parsed in items])
     results: list[Event | None] = []
-    fresh: list[tuple[Event, ParsedEvent, Recipient | None]] = []
+    fresh: list[tuple[Event, ParsedEvent]] = []
     for message_id, (_, record, parsed), recipient in zip(message_ids, items, recipients, strict=True):
         if message_id in seen:
             results.append(None)
@@ -160,32 +175,27 @@ def _store(items: list[tuple[str, dict, ParsedEvent]], received_at: datetime) ->
             **parsed.fields,
         )
         results.append(event)
-        fresh.append((event, parsed, recipient))
-    _events_insert([event for event, _, _ in fresh])
-    # A delivery ends an address's soft-bounce streak (one UPDATE for the batch, before the
-    # batch's own bounces are counted).
-    delivered = {a for e, p, _ in fresh if e.event_type == Event.Type.DELIVERY for a in p.addresses}
-    if delivered:
-        AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0).update(
-            consecutive_soft_bounces=0
-        )
+        fresh.append((event, parsed))
+    stored = [event for event, _ in fresh]
+    _events_insert(stored)
+    _policies_apply(fresh)
+    # The markers decide which notifications count: the first of each kind per recipient.
+    firsts = _markers_insert(fresh)
     deltas: dict[int, dict[str, int]] = {}
 
-    def add(campaign_id: int | None, name: str, amount: int = 1) -> None:
-        if campaign_id and amount:
+    def add(campaign_id: int | None, name: str | None, amount: int = 1) -> None:
+        if campaign_id and name and amount:
             campaign = deltas.setdefault(campaign_id, {})
             campaign[name] = campaign.get(name, 0) + amount
 
-    for event, parsed, recipient in fresh:
-        for name, amount in _apply(event, parsed, recipient).items():
+    for event in stored:
+        for name, amount in _raw_counters(event).items():
             add(event.campaign_id, name, amount)
-    stored = [event for event, _, _ in fresh]
-    for campaign_id, name in _first_engagements(stored):
-        add(campaign_id, name)
-    _outcomes_record(stored)
+    for (_, kind), event in firsts.items():
+        add(event.campaign_id, MARKER_COUNTERS[kind])
     # Counters before breakdowns: the same lock order as counters_repair (stats row first).
     _counters_add(deltas, received_at)
-    events_breakdown(stored)
+    events_breakdown(stored, firsts=[(kind, event) for (_, kind), event in firsts.items()])
     return results
 
 
@@ -359,67 +369,88 @@ def _tag_int(tags: dict, name: str) -> int | None:
     return number if 0 < number < 2**62 else None
 
 
-def _apply(event: Event, parsed: ParsedEvent, recipient: Recipient | None) -> dict[str, int]:
-    """Apply the policies for one freshly stored event; returns the counters it moves."""
+def _raw_counters(event: Event) -> dict[str, int]:
+    """Counters of notifications rather than recipients: every open, click, delay, rendering failure."""
     kind = event.event_type
-    counters: dict[str, int] = {}
-    if kind == Event.Type.DELIVERY:
-        counters["delivered"] = 1
-    elif kind == Event.Type.BOUNCE:
-        permanent = event.bounce_type == "Permanent"
-        counters["bounced_hard" if permanent else "bounced_soft"] = 1
-        for address in parsed.addresses:
-            _hard_bounce(address) if permanent else _soft_bounce(address)
-    elif kind == Event.Type.COMPLAINT:
-        counters["complained"] = 1
-        for address in parsed.addresses:
-            _complaint(address)
-    elif kind == Event.Type.REJECT:
-        counters["rejected"] = 1
-    elif kind == Event.Type.DELIVERY_DELAY:
-        counters["delayed"] = 1
-    elif kind == Event.Type.RENDERING_FAILURE:
-        counters["rendering_failures"] = 1
-    elif kind in {Event.Type.OPEN, Event.Type.CLICK}:
+    if kind in {Event.Type.OPEN, Event.Type.CLICK}:
         name = "opens" if kind == Event.Type.OPEN else "clicks"
-        counters.update({name: 1, f"human_{name}": int(not event.is_machine)})
-    elif kind == Event.Type.SUBSCRIPTION and _subscription_change(parsed):
-        counters["unsubscribed"] = 1
-    return counters
+        return {name: 1, f"human_{name}": int(not event.is_machine)}
+    if kind == Event.Type.DELIVERY_DELAY:
+        return {"delayed": 1}
+    if kind == Event.Type.RENDERING_FAILURE:
+        return {"rendering_failures": 1}
+    return {}
 
 
-FIRSTS = {
-    # activity kind: (event type, humans only, counter)
-    RecipientActivity.Kind.OPEN: (Event.Type.OPEN, False, "unique_opens"),
-    RecipientActivity.Kind.HUMAN_OPEN: (Event.Type.OPEN, True, "unique_human_opens"),
-    RecipientActivity.Kind.CLICK: (Event.Type.CLICK, False, "unique_clicks"),
-    RecipientActivity.Kind.HUMAN_CLICK: (Event.Type.CLICK, True, "unique_human_clicks"),
+Kind = RecipientActivity.Kind
+# The counter each marker moves when a notification inserts it (None: report filter only).
+MARKER_COUNTERS: dict[str, str | None] = {
+    Kind.OPEN: "unique_opens",
+    Kind.HUMAN_OPEN: "unique_human_opens",
+    Kind.CLICK: "unique_clicks",
+    Kind.HUMAN_CLICK: "unique_human_clicks",
+    Kind.HUMAN_ENGAGED: "unique_human_engaged",
+    Kind.DELIVERED: "delivered",
+    Kind.BOUNCED: None,
+    Kind.BOUNCED_HARD: "bounced_hard",
+    Kind.BOUNCED_SOFT: "bounced_soft",
+    Kind.COMPLAINED: "complained",
+    Kind.REJECTED: "rejected",
+    Kind.UNSUBSCRIBED: "unsubscribed",
+}
+OUTCOME_MARKERS = {
+    Event.Type.DELIVERY: [Kind.DELIVERED],
+    Event.Type.COMPLAINT: [Kind.COMPLAINED],
+    Event.Type.REJECT: [Kind.REJECTED],
 }
 
 
-def _first_engagements(events: list[Event]) -> list[tuple[int, str]]:
-    """(campaign id, unique counter) for every first open/click of a recipient among ``events``.
+def _marker_kinds(event: Event, parsed: ParsedEvent) -> list[str]:
+    """The markers a notification claims for its recipient (only the first claim of each counts)."""
+    kind = event.event_type
+    if kind in {Event.Type.OPEN, Event.Type.CLICK}:
+        name = Kind.OPEN if kind == Event.Type.OPEN else Kind.CLICK
+        human = [Kind.HUMAN_OPEN if kind == Event.Type.OPEN else Kind.HUMAN_CLICK, Kind.HUMAN_ENGAGED]
+        return [name] + ([] if event.is_machine else human)
+    if kind == Event.Type.BOUNCE:
+        return [Kind.BOUNCED, Kind.BOUNCED_HARD if event.bounce_type == "Permanent" else Kind.BOUNCED_SOFT]
+    if kind == Event.Type.SUBSCRIPTION:
+        return [Kind.UNSUBSCRIBED] if _opted_out(parsed) else []
+    return OUTCOME_MARKERS.get(kind, [])
 
-    One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole batch: the rows it inserted are
-    the firsts, and the unique constraint arbitrates between concurrent batches.
+
+def _markers_insert(fresh: list[tuple[Event, ParsedEvent]]) -> dict[tuple[int, str], Event]:
+    """Claim each (recipient, kind) marker of the batch; returns the ones this batch inserted,
+    each with the notification that counts (the batch's first for that marker).
+
+    Two notifications of one bounce in the same batch claim one marker; in two concurrent
+    batches, the unique constraint makes the second wait for the first's commit and insert nothing.
     """
+    first: dict[tuple[int, str], Event] = {}
     earliest: dict[tuple[int, str], datetime] = {}
-    campaign_of: dict[int, int] = {}
-    for event in events:
-        if not event.recipient_id or event.event_type not in {Event.Type.OPEN, Event.Type.CLICK}:
-            continue
-        campaign_of[event.recipient_id] = event.campaign_id
-        for kind, (event_type, humans_only, _) in FIRSTS.items():
-            if event.event_type == event_type and not (humans_only and event.is_machine):
-                key = (event.recipient_id, kind)
-                earliest[key] = min(earliest.get(key, event.occurred_at), event.occurred_at)
-    if not earliest:
-        return []
+    for event, parsed in fresh:
+        if not event.recipient_id:
+            continue  # unmatched: no campaign, no counter
+        for kind in _marker_kinds(event, parsed):
+            key = (event.recipient_id, kind)
+            first.setdefault(key, event)
+            earliest[key] = min(earliest.get(key, event.occurred_at), event.occurred_at)
+    inserted = markers_claim(rows=earliest)
+    return {key: first[key] for key in sorted(inserted)}
+
+
+def markers_claim(*, rows: dict[tuple[int, str], datetime]) -> set[tuple[int, str]]:
+    """INSERT the (recipient id, kind) markers ON CONFLICT DO NOTHING; returns the ones inserted.
+
+    One statement for the batch, in key order (concurrent batches lock in the same order).
+    """
+    if not rows:
+        return set()
     quote = connection.ops.quote_name
-    keys = sorted(earliest)
+    keys = sorted(rows)
     params: list[Any] = []
     for recipient_id, kind in keys:
-        params += [recipient_id, kind, connection.ops.adapt_datetimefield_value(earliest[(recipient_id, kind)])]
+        params += [recipient_id, kind, connection.ops.adapt_datetimefield_value(rows[(recipient_id, kind)])]
     sql = (
         f"INSERT INTO {quote(RecipientActivity._meta.db_table)} "
         f"({quote('recipient_id')}, {quote('kind')}, {quote('occurred_at')}) "
@@ -429,28 +460,74 @@ def _first_engagements(events: list[Event]) -> list[tuple[int, str]]:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        inserted = cursor.fetchall()
-    return [(campaign_of[recipient_id], FIRSTS[kind][2]) for recipient_id, kind in inserted]
+        return {(recipient_id, kind) for recipient_id, kind in cursor.fetchall()}
 
 
-OUTCOME_KINDS = {
-    Event.Type.DELIVERY: RecipientActivity.Kind.DELIVERED,
-    Event.Type.BOUNCE: RecipientActivity.Kind.BOUNCED,
-    Event.Type.COMPLAINT: RecipientActivity.Kind.COMPLAINED,
-}
+def unsubscribe_recorded(*, recipient_id: int, campaign_id: int, occurred_at: datetime) -> bool:
+    """Count a recipient who unsubscribed (through the email's link) once, however often they
+    come back and leave again; call inside the unsubscribe's transaction. True if it counted.
+    """
+    if not markers_claim(rows={(recipient_id, Kind.UNSUBSCRIBED): occurred_at}):
+        return False
+    CampaignStats.objects.filter(campaign_id=campaign_id).update(unsubscribed=F("unsubscribed") + 1)
+    return True
 
 
-def _outcomes_record(events: list[Event]) -> None:
-    """Remember each recipient's first delivery, bounce and complaint (report filters)."""
-    rows = {
-        (event.recipient_id, OUTCOME_KINDS[event.event_type]): event.occurred_at
-        for event in sorted(events, key=lambda e: e.occurred_at, reverse=True)
-        if event.recipient_id and event.event_type in OUTCOME_KINDS
-    }
-    RecipientActivity.objects.bulk_create(
-        [RecipientActivity(recipient_id=rid, kind=kind, occurred_at=at) for (rid, kind), at in sorted(rows.items())],
-        ignore_conflicts=True,
-    )
+# Tables in the order every batch locks them, address by address (see _policies_apply).
+HEALTH, SUPPRESSION, CONTACT, SUBSCRIPTIONS = range(4)
+
+
+def _policies_apply(fresh: list[tuple[Event, ParsedEvent]]) -> None:
+    """What bounces, complaints and unsubscribes do to addresses, contacts, lists and the suppression list.
+
+    The steps of the whole batch run table by table (soft-bounce streaks, suppression list,
+    contacts, subscriptions) and, within a table, in address order: two webhook processes
+    whose batches hold the same addresses (SES's two notifications of one bounce) then take
+    their row locks in the same order and wait for each other instead of deadlocking.
+    Every step is idempotent or conditional, so a second notification of the same bounce,
+    complaint or unsubscribe changes nothing.
+    """
+    steps: list[tuple[int, str, int, Callable[[], None]]] = []
+
+    def step(table: int, address: str, action: Callable[[], None]) -> None:
+        steps.append((table, address, len(steps), action))
+
+    delivered = {a for e, p in fresh if e.event_type == Event.Type.DELIVERY for a in p.addresses}
+    if delivered:
+        # A delivery ends the address's soft-bounce streak, before this batch's bounces count.
+        streaks = AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0)
+        for address in streaks.values_list("email", flat=True):
+            step(HEALTH, address, partial(_streak_end, address))
+    for event, parsed in fresh:
+        for address in parsed.addresses:
+            for table, action in _policy_steps(event, parsed, address):
+                step(table, address, action)
+    for _, _, _, action in sorted(steps, key=lambda item: item[:3]):
+        action()
+
+
+def _policy_steps(event: Event, parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], None]]]:
+    kind = event.event_type
+    if kind == Event.Type.BOUNCE and event.bounce_type == "Permanent":
+        return [
+            (SUPPRESSION, partial(_suppress, address, Suppression.Reason.HARD_BOUNCE)),
+            (CONTACT, partial(_contact_bounced, address)),
+        ]
+    if kind == Event.Type.BOUNCE:
+        counted: dict[str, int] = {}
+        return [
+            (HEALTH, partial(_soft_bounce_count, address, event.ses_message_id, counted)),
+            (SUPPRESSION, partial(_soft_bounce_limit, address, counted)),
+        ]
+    if kind == Event.Type.COMPLAINT:
+        return [
+            (SUPPRESSION, partial(_suppress, address, Suppression.Reason.COMPLAINT)),
+            (CONTACT, partial(_contact_set, address, Contact.Status.COMPLAINED, from_statuses=None)),
+            (SUBSCRIPTIONS, partial(_lists_leave, address, None)),
+        ]
+    if kind == Event.Type.SUBSCRIPTION:
+        return _subscription_steps(parsed, address)
+    return []
 
 
 def _suppress(address: str, reason: str, note: str = "") -> None:
@@ -458,90 +535,168 @@ def _suppress(address: str, reason: str, note: str = "") -> None:
     Suppression.objects.bulk_create([Suppression(email=address, reason=reason, note=note[:500])], ignore_conflicts=True)
 
 
-def _hard_bounce(address: str) -> None:
-    _suppress(address, Suppression.Reason.HARD_BOUNCE)
+def _contact_bounced(address: str) -> None:
     Contact.objects.filter(email=address).exclude(
         status__in=[Contact.Status.COMPLAINED, Contact.Status.BOUNCED]
     ).update(status=Contact.Status.BOUNCED, updated_at=timezone.now())
 
 
-def _soft_bounce(address: str) -> None:
+def _contact_set(address: str, status: str, *, from_statuses: list[str] | None) -> None:
+    contacts = Contact.objects.filter(email=address)
+    if from_statuses is not None:
+        contacts = contacts.filter(status__in=from_statuses)
+    contacts.update(status=status, updated_at=timezone.now())
+
+
+def _lists_leave(address: str, list_names: list[str] | None) -> None:
+    """Unsubscribe the address from every list (``None``) or from the lists of these names."""
+    subscriptions = Subscription.objects.filter(contact__email=address, status=Subscription.Status.SUBSCRIBED)
+    if list_names is not None:
+        subscriptions = subscriptions.filter(contact_list__in=ContactList.objects.filter(name__in=list_names))
+    subscriptions.update(status=Subscription.Status.UNSUBSCRIBED, changed_at=timezone.now())
+
+
+def _streak_end(address: str) -> None:
+    AddressHealth.objects.filter(email=address, consecutive_soft_bounces__gt=0).update(consecutive_soft_bounces=0)
+
+
+def _soft_bounce_count(address: str, ses_message_id: str, counted: dict[str, int]) -> None:
+    """One more soft bounce in a row, unless this message's bounce was already counted.
+
+    A conditional UPDATE (the message id differs from the last one counted) whose row count
+    decides: SES's second notification of the same bounce, in this batch or a concurrent one,
+    is not a second bounce in a row.
+    """
     AddressHealth.objects.bulk_create([AddressHealth(email=address)], ignore_conflicts=True)
-    AddressHealth.objects.filter(email=address).update(
-        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1, updated_at=timezone.now()
-    )
-    count = AddressHealth.objects.filter(email=address).values_list("consecutive_soft_bounces", flat=True).first()
-    if count and count >= settings.SOFT_BOUNCE_LIMIT:
-        _suppress(address, Suppression.Reason.SOFT_BOUNCES, f"{count} consecutive soft bounces")
+    rows = AddressHealth.objects.filter(email=address)
+    if ses_message_id:
+        rows = rows.exclude(last_soft_bounce_message_id=ses_message_id)
+    if rows.update(
+        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1,
+        last_soft_bounce_message_id=ses_message_id[:100],
+        updated_at=timezone.now(),
+    ):
+        health = AddressHealth.objects.filter(email=address).values_list("consecutive_soft_bounces", flat=True)
+        counted["streak"] = health.first() or 0
 
 
-def _complaint(address: str) -> None:
-    now = timezone.now()
-    _suppress(address, Suppression.Reason.COMPLAINT)
-    Contact.objects.filter(email=address).update(status=Contact.Status.COMPLAINED, updated_at=now)
-    Subscription.objects.filter(contact__email=address, status=Subscription.Status.SUBSCRIBED).update(
-        status=Subscription.Status.UNSUBSCRIBED, changed_at=now
-    )
+def _soft_bounce_limit(address: str, counted: dict[str, int]) -> None:
+    streak = counted.get("streak", 0)
+    if streak >= settings.SOFT_BOUNCE_LIMIT:
+        _suppress(address, Suppression.Reason.SOFT_BOUNCES, f"{streak} consecutive soft bounces")
 
 
-def _subscription_change(parsed: ParsedEvent) -> bool:
-    """Honour an unsubscribe made through SES subscription management. True if anything changed."""
+def _opted_out(parsed: ParsedEvent) -> bool:
+    """An SES subscription event saying the recipient opted out (of everything or of a topic)."""
     preferences = parsed.detail.get("newTopicPreferences") or {}
     if not isinstance(preferences, dict):
         return False
-    now = timezone.now()
-    changed = 0
-    for address in parsed.addresses:
-        subscriptions = Subscription.objects.filter(contact__email=address, status=Subscription.Status.SUBSCRIBED)
-        if preferences.get("unsubscribeAll") is True:
-            changed += subscriptions.update(status=Subscription.Status.UNSUBSCRIBED, changed_at=now)
-            changed += Contact.objects.filter(email=address, status=Contact.Status.ACTIVE).update(
-                status=Contact.Status.UNSUBSCRIBED, updated_at=now
-            )
-            _suppress(address, Suppression.Reason.UNSUBSCRIBED, "Unsubscribed through SES subscription management")
-            continue
-        opted_out = [
-            str(topic.get("topicName"))
-            for topic in preferences.get("topicSubscriptionStatus") or []
-            if isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut"
+    topics = preferences.get("topicSubscriptionStatus")
+    topics = topics if isinstance(topics, list) else []
+    return preferences.get("unsubscribeAll") is True or any(
+        isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut" for topic in topics
+    )
+
+
+def _subscription_steps(parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], None]]]:
+    """Honour an unsubscribe made through SES subscription management: ``unsubscribeAll`` leaves
+    every list and suppresses the address; a topic opt-out leaves the list named like the topic."""
+    preferences = parsed.detail.get("newTopicPreferences") or {}
+    if not isinstance(preferences, dict):
+        return []
+    if preferences.get("unsubscribeAll") is True:
+        note = "Unsubscribed through SES subscription management"
+        return [
+            (SUPPRESSION, partial(_suppress, address, Suppression.Reason.UNSUBSCRIBED, note)),
+            (
+                CONTACT,
+                partial(_contact_set, address, Contact.Status.UNSUBSCRIBED, from_statuses=[Contact.Status.ACTIVE]),
+            ),
+            (SUBSCRIPTIONS, partial(_lists_leave, address, None)),
         ]
-        if opted_out:
-            lists = ContactList.objects.filter(name__in=opted_out)
-            changed += subscriptions.filter(contact_list__in=lists).update(
-                status=Subscription.Status.UNSUBSCRIBED, changed_at=now
-            )
-    return changed > 0
+    topics = preferences.get("topicSubscriptionStatus")
+    opted_out = [
+        str(topic.get("topicName"))
+        for topic in (topics if isinstance(topics, list) else [])
+        if isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut"
+    ]
+    return [(SUBSCRIPTIONS, partial(_lists_leave, address, opted_out))] if opted_out else []
+
+
+WILSON_Z = 1.96  # the 95% interval
+
+
+def wilson_lower_bound(events: int, trials: int, *, z: float = WILSON_Z) -> float:
+    """The lower end of the Wilson score interval for a rate of ``events`` in ``trials``.
+
+    Unlike ``events / trials`` it stays low when few trials back a high ratio: 1 complaint in
+    312 deliveries is 0.32%, but a true rate as low as 0.06% would often produce it.
+    """
+    if trials <= 0:
+        return 0.0
+    ratio = events / trials
+    spread = z * z / trials
+    centre = ratio + spread / 2
+    margin = z * math.sqrt(ratio * (1 - ratio) / trials + spread / (4 * trials))
+    return max(0.0, (centre - margin) / (1 + spread))
+
+
+def reputation_guard_reason(
+    *, delivered: int, bounced_hard: int, complained: int, resumed_at: datetime | None = None
+) -> str | None:
+    """Why the guard pauses, given the recipients counted since sending started (or was resumed),
+    or None while the evidence does not show a rate above the limits.
+
+    Pause when the Wilson 95% lower bound of hard bounces / (deliveries + hard bounces) is above
+    ``GUARD_BOUNCE_RATE``, with at least ``GUARD_MIN_BOUNCES`` hard bounces, or that of
+    complaints / deliveries is above ``GUARD_COMPLAINT_RATE``, with at least
+    ``GUARD_MIN_COMPLAINTS`` complaints; either needs ``GUARD_MIN_DELIVERIES`` outcomes first.
+    """
+    since = "since sending started"
+    if resumed_at:
+        since = f"since sending was resumed at {timezone.localtime(resumed_at):%d %b %Y %H:%M}"
+    outcomes = delivered + bounced_hard
+    if outcomes < settings.GUARD_MIN_DELIVERIES:
+        return None
+    bounce_floor = wilson_lower_bound(bounced_hard, outcomes)
+    if bounced_hard >= settings.GUARD_MIN_BOUNCES and bounce_floor > settings.GUARD_BOUNCE_RATE:
+        return (
+            f"Paused automatically: {bounced_hard:,} hard bounces from {outcomes:,} messages with an outcome "
+            f"({bounced_hard / outcomes:.1%}) {since}. Even the low end of the 95% range of the true rate "
+            f"(Wilson lower bound, {bounce_floor:.1%}) is above the {settings.GUARD_BOUNCE_RATE:.1%} limit; "
+            f"the guard pauses only then, and with at least {settings.GUARD_MIN_BOUNCES} hard bounces and "
+            f"{settings.GUARD_MIN_DELIVERIES} outcomes. SES reviews accounts from about 5% hard bounces: clean "
+            "the list before resuming. After a resume the guard counts afresh."
+        )
+    complaint_floor = wilson_lower_bound(complained, delivered)
+    if complained >= settings.GUARD_MIN_COMPLAINTS and complaint_floor > settings.GUARD_COMPLAINT_RATE:
+        return (
+            f"Paused automatically: {complained:,} complaints from {delivered:,} deliveries "
+            f"({complained / delivered:.2%}) {since}. Even the low end of the 95% range of the true rate "
+            f"(Wilson lower bound, {complaint_floor:.2%}) is above the {settings.GUARD_COMPLAINT_RATE:.2%} limit; "
+            f"the guard pauses only then, and with at least {settings.GUARD_MIN_COMPLAINTS} complaints and "
+            f"{settings.GUARD_MIN_DELIVERIES} outcomes. SES reviews accounts from about 0.1%: find out why "
+            "people complain before resuming. After a resume the guard counts afresh."
+        )
+    return None
 
 
 def reputation_guard(*, campaign_id: int) -> bool:
-    """Pause a sending campaign whose bounce or complaint rate reached the settings' limits.
-
-    Returns True when it paused the campaign. See the module docstring for the rates.
+    """Pause a sending campaign whose figures since it started (or was last resumed) show a bounce
+    or complaint rate above the limits (``reputation_guard_reason``). Returns True if it paused it.
     """
     from campaigns.services import CampaignError, campaign_pause
 
-    stats = CampaignStats.objects.filter(campaign_id=campaign_id).values("delivered", "bounced_hard", "complained")
-    stats = stats.first()
+    stats = CampaignStats.objects.filter(campaign_id=campaign_id).first()
     if not stats:
         return False
-    outcomes = stats["delivered"] + stats["bounced_hard"]
-    if outcomes < settings.GUARD_MIN_DELIVERIES:
-        return False
-    bounce_rate = stats["bounced_hard"] / outcomes
-    complaint_rate = stats["complained"] / stats["delivered"] if stats["delivered"] else 0.0
-    if bounce_rate >= settings.GUARD_BOUNCE_RATE:
-        reason = (
-            f"Paused automatically: the bounce rate reached {bounce_rate:.1%} "
-            f"({stats['bounced_hard']} hard bounces of {outcomes} messages; limit {settings.GUARD_BOUNCE_RATE:.1%}). "
-            "SES reviews accounts from about 5%: clean the list before resuming."
-        )
-    elif complaint_rate >= settings.GUARD_COMPLAINT_RATE:
-        reason = (
-            f"Paused automatically: the complaint rate reached {complaint_rate:.2%} "
-            f"({stats['complained']} complaints of {stats['delivered']} deliveries; "
-            f"limit {settings.GUARD_COMPLAINT_RATE:.2%}). SES reviews accounts from about 0.1%."
-        )
-    else:
+    reason = reputation_guard_reason(
+        delivered=max(0, stats.delivered - stats.guard_base_delivered),
+        bounced_hard=max(0, stats.bounced_hard - stats.guard_base_bounced_hard),
+        complained=max(0, stats.complained - stats.guard_base_complained),
+        resumed_at=stats.guard_resumed_at,
+    )
+    if reason is None:
         return False
     if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
         return False
@@ -551,6 +706,20 @@ def reputation_guard(*, campaign_id: int) -> bool:
         return False  # paused, finished or cancelled meanwhile
     logger.warning("Campaign %s paused by the reputation guard: %s", campaign_id, reason)
     return True
+
+
+def reputation_guard_rebase(*, campaign_id: int) -> None:
+    """A person resumed the campaign: from now on the guard judges only what happens next.
+
+    Call in the resume's transaction. The counters are copied in one UPDATE, so events committed
+    concurrently land either before the baseline (reviewed) or after it (judged).
+    """
+    CampaignStats.objects.filter(campaign_id=campaign_id).update(
+        guard_base_delivered=F("delivered"),
+        guard_base_bounced_hard=F("bounced_hard"),
+        guard_base_complained=F("complained"),
+        guard_resumed_at=timezone.now(),
+    )
 
 
 def subscription_confirm(*, topic_arn: str, subscribe_url: str) -> None:
@@ -605,31 +774,43 @@ def _time(value: Any) -> datetime | None:
 def stats_recount(*, campaign_id: int) -> dict[str, int]:
     """The event-derived counters of a campaign, recounted from its stored events.
 
-    ``sent`` (the engine's) and ``unsubscribed`` (also moved by unsubscribe links, which are not
-    events) are not derived from events and are left out.
+    Recipient counters count distinct recipients (SES may notify one bounce twice); opens,
+    clicks, delays and rendering failures count notifications. ``unsubscribed`` counts the
+    recipients' unsubscribe markers: unsubscribe links leave no event, only the marker. ``sent``
+    (the engine's) is recounted from the recipients by ``outcomes_recount``.
     """
     from django.db.models import Count, Q
 
     events = Event.objects.filter(campaign_id=campaign_id)
     human = Q(is_machine=False)
     opens, clicks = Q(event_type=Event.Type.OPEN), Q(event_type=Event.Type.CLICK)
-    return events.aggregate(
-        delivered=Count("id", filter=Q(event_type=Event.Type.DELIVERY)),
-        bounced_hard=Count("id", filter=Q(event_type=Event.Type.BOUNCE, bounce_type="Permanent")),
-        bounced_soft=Count("id", filter=Q(event_type=Event.Type.BOUNCE) & ~Q(bounce_type="Permanent")),
-        complained=Count("id", filter=Q(event_type=Event.Type.COMPLAINT)),
-        rejected=Count("id", filter=Q(event_type=Event.Type.REJECT)),
+    bounces, permanent = Q(event_type=Event.Type.BOUNCE), Q(bounce_type="Permanent")
+
+    def recipients(condition: Q) -> Count:
+        return Count("recipient", filter=condition, distinct=True)
+
+    counts = events.aggregate(
+        delivered=recipients(Q(event_type=Event.Type.DELIVERY)),
+        bounced_hard=recipients(bounces & permanent),
+        bounced_soft=recipients(bounces & ~permanent),
+        complained=recipients(Q(event_type=Event.Type.COMPLAINT)),
+        rejected=recipients(Q(event_type=Event.Type.REJECT)),
         delayed=Count("id", filter=Q(event_type=Event.Type.DELIVERY_DELAY)),
         rendering_failures=Count("id", filter=Q(event_type=Event.Type.RENDERING_FAILURE)),
         opens=Count("id", filter=opens),
         human_opens=Count("id", filter=opens & human),
-        unique_opens=Count("recipient", filter=opens, distinct=True),
-        unique_human_opens=Count("recipient", filter=opens & human, distinct=True),
+        unique_opens=recipients(opens),
+        unique_human_opens=recipients(opens & human),
         clicks=Count("id", filter=clicks),
         human_clicks=Count("id", filter=clicks & human),
-        unique_clicks=Count("recipient", filter=clicks, distinct=True),
-        unique_human_clicks=Count("recipient", filter=clicks & human, distinct=True),
+        unique_clicks=recipients(clicks),
+        unique_human_clicks=recipients(clicks & human),
+        unique_human_engaged=recipients((opens | clicks) & human),
     )
+    counts["unsubscribed"] = RecipientActivity.objects.filter(
+        recipient__campaign_id=campaign_id, kind=RecipientActivity.Kind.UNSUBSCRIBED
+    ).count()
+    return counts
 
 
 def outcomes_recount(*, campaign_id: int) -> dict[str, int]:

@@ -73,3 +73,18 @@ def test_a_segment_and_a_search_export_their_matches(staff_client):
 
     assert [row[0] for row in by_segment[1:]] == ["ada@example.org"]
     assert [row[0] for row in by_search[1:]] == ["bob@example.org"]
+
+
+def test_an_export_escapes_attribute_names_a_spreadsheet_would_run_in_the_header(staff_client):
+    # The contact form accepts attribute names matching ^[\w-]+$, so a name may start with "-".
+    created = staff_client.post(
+        "/audiences/contacts/new/",
+        {"email": "mallory@example.org", "attributes": "-2-3 = ten\n-cmd = x\nclub = Chess"},
+    )
+    assert created.status_code == 302
+
+    rows = rows_of(staff_client.get("/audiences/contacts/export/", {"q": "mallory"}))
+
+    assert rows[0] == ["email", "first_name", "last_name", "status", "source", "created_at", "'-2-3", "'-cmd", "club"]
+    assert rows[1][0] == "mallory@example.org"
+    assert rows[1][6:] == ["ten", "x", "Chess"]

@@ -73,7 +73,7 @@ def test_the_plain_text_view_shows_the_text_part(staff_client):
 def test_the_mobile_view_narrows_the_frame(staff_client):
     campaign = CampaignFactory()
     response = staff_client.get(reverse("compose:preview", args=[campaign.pk]), {"view": "mobile"})
-    assert "width: 375px" in response.content.decode()
+    assert 'class="preview-frame is-mobile"' in response.content.decode()  # 375 px wide (static/css/app.css)
 
 
 def test_the_preview_lists_links_with_a_check(staff_client):

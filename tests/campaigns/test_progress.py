@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.audience import audience_snapshot
-from campaigns.engine import _release, campaign_dispatch, claim
+from campaigns.engine import campaign_dispatch, claim, release
 from campaigns.models import Campaign, Recipient
 from campaigns.services import campaign_cancel
 from campaigns.views import progress
@@ -66,7 +66,7 @@ def test_progress_while_in_flight_and_after_a_cancel_equals_the_recipients():
     assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 2, "sent": 0, "failed": 0, "skipped": 3}
 
     # The dispatcher holding the two sees the cancel and gives them back: skipped, not queued.
-    _release(list(Recipient.objects.filter(id__in=claimed)))
+    release(campaign_id=campaign.pk, token=claimed.token, ids=claimed.ids)
     assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 5}
     assert stats_repair(campaign_id=campaign.pk) == {}
 
@@ -108,7 +108,7 @@ def test_recipients_a_dead_worker_held_in_a_cancelled_campaign_end_skipped_not_q
     from campaigns.engine import reclaim_stale
 
     campaign = sending_campaign(4)
-    claimed = claim(campaign_id=campaign.pk, limit=3)
+    claimed = claim(campaign_id=campaign.pk, limit=3).ids
     campaign_cancel(campaign_id=campaign.pk)  # the worker holding the three died meanwhile
     Recipient.objects.filter(id__in=claimed).update(claimed_at=timezone.now() - timedelta(hours=1))
 
@@ -122,10 +122,12 @@ def test_retries_of_a_chunk_that_ends_after_a_cancel_are_skipped_not_queued(stub
     from campaigns.engine import Outcome, _record
 
     campaign = sending_campaign(3)
-    claimed = list(Recipient.objects.filter(id__in=claim(campaign_id=campaign.pk, limit=3)).order_by("id"))
+    claimed = claim(campaign_id=campaign.pk, limit=3)
+    recipients = list(Recipient.objects.filter(id__in=claimed.ids).order_by("id"))
     campaign_cancel(campaign_id=campaign.pk)  # while SES was throttling the chunk
 
-    assert _record(campaign, [Outcome(recipient, "retry", reason="Throttling", delay=1.0) for recipient in claimed])
+    throttled = [Outcome(r, "retry", reason="Throttling", delay=1.0, token=claimed.token) for r in recipients]
+    assert _record(campaign, throttled)
 
     assert shown(campaign) == counted(campaign) == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 3}
     assert stats_repair(campaign_id=campaign.pk) == {}

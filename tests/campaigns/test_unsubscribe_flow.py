@@ -13,11 +13,19 @@ from campaigns.audience import audience_snapshot
 from campaigns.engine import campaign_dispatch
 from campaigns.models import Contact, Recipient, Subscription
 from campaigns.services import campaign_send_now
-from campaigns.tokens import recipient_token
+from campaigns.tokens import LinkPurpose, LinkToken, link_token, link_token_read
 from tests.factories import campaign_to, list_with_contacts
 from tracking.models import CampaignStats, Suppression
 
 pytestmark = pytest.mark.django_db
+
+
+def unsubscribe_token(recipient: Recipient) -> str:
+    return link_token(recipient_id=recipient.pk, purpose=LinkPurpose.UNSUBSCRIBE)
+
+
+def preferences_token(recipient: Recipient) -> str:
+    return link_token(recipient_id=recipient.pk, purpose=LinkPurpose.PREFERENCES)
 
 
 @pytest.fixture
@@ -32,7 +40,7 @@ def test_a_one_click_post_without_csrf_token_unsubscribes_at_once(recipient):
     client = Client(enforce_csrf_checks=True)
 
     response = client.post(
-        f"/u/{recipient_token(recipient.pk)}/",
+        f"/u/{unsubscribe_token(recipient)}/",
         data="List-Unsubscribe=One-Click",
         content_type="application/x-www-form-urlencoded",
     )
@@ -48,7 +56,7 @@ def test_a_one_click_post_without_csrf_token_unsubscribes_at_once(recipient):
 
 def test_a_second_one_click_post_changes_nothing_more(recipient):
     client = Client(enforce_csrf_checks=True)
-    url = f"/u/{recipient_token(recipient.pk)}/"
+    url = f"/u/{unsubscribe_token(recipient)}/"
     client.post(url)
 
     response = client.post(url)
@@ -58,7 +66,7 @@ def test_a_second_one_click_post_changes_nothing_more(recipient):
 
 
 def test_a_get_shows_a_confirm_button_and_changes_nothing(recipient):
-    response = Client().get(f"/u/{recipient_token(recipient.pk)}/")
+    response = Client().get(f"/u/{unsubscribe_token(recipient)}/")
 
     assert response.status_code == 200
     assert b'<form method="post"' in response.content
@@ -71,8 +79,8 @@ def test_a_get_shows_a_confirm_button_and_changes_nothing(recipient):
     "mangle",
     [
         lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),
-        lambda token: token.split(":")[0],
-        lambda token: "zzz:" + token.split(":")[1],
+        lambda token: token.rsplit(":", 1)[0],
+        lambda token: "zzz:" + token.split(":", 1)[1],
         lambda token: "not-a-token",
         lambda token: token + "%00",
     ],
@@ -80,9 +88,11 @@ def test_a_get_shows_a_confirm_button_and_changes_nothing(recipient):
 )
 def test_a_tampered_token_gets_a_plain_404_that_reveals_nobody(recipient, mangle):
     other = Recipient.objects.exclude(pk=recipient.pk).get()
-    token = mangle(recipient_token(recipient.pk))
 
-    for url in (f"/u/{token}/", f"/u/{token}/preferences/"):
+    for url in (
+        f"/u/{mangle(unsubscribe_token(recipient))}/",
+        f"/u/{mangle(preferences_token(recipient))}/preferences/",
+    ):
         for method in ("get", "post"):
             response = getattr(Client(raise_request_exception=False), method)(url)
             assert response.status_code == 404
@@ -94,13 +104,12 @@ def test_a_tampered_token_gets_a_plain_404_that_reveals_nobody(recipient, mangle
 
 
 def test_the_preference_page_lets_an_unsubscribed_contact_come_back_to_one_list(recipient):
-    token = recipient_token(recipient.pk)
     second = list_with_contacts(0, name="Events")
     Subscription.objects.create(contact_id=recipient.contact_id, contact_list=second)
     client = Client(enforce_csrf_checks=False)
-    client.post(f"/u/{token}/")
+    client.post(f"/u/{unsubscribe_token(recipient)}/")
 
-    response = client.post(f"/u/{token}/preferences/", {"lists": [second.pk]})
+    response = client.post(f"/u/{preferences_token(recipient)}/preferences/", {"lists": [second.pk]})
 
     assert response.status_code == 302
     contact = Contact.objects.get(pk=recipient.contact_id)
@@ -123,7 +132,9 @@ def test_the_message_ses_received_carries_one_click_headers_whose_post_unsubscri
     message = email.message_from_string(raw["raw_data"], policy=policy.default)
     recipient = Recipient.objects.get()
     header = str(message["List-Unsubscribe"]).strip()
-    assert header == f"<https://mail.cobalt.example/u/{recipient_token(recipient.pk)}/>"
+    assert header.startswith("<https://mail.cobalt.example/u/") and header.endswith("/>")
+    token = header.removeprefix("<https://mail.cobalt.example/u/").removesuffix("/>")
+    assert link_token_read(token, purpose=LinkPurpose.UNSUBSCRIBE) == LinkToken(recipient_id=recipient.pk)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     # What a mailbox provider does with the header: POST the body RFC 8058 prescribes.
@@ -139,7 +150,7 @@ def test_unsubscribing_after_the_contact_was_deleted_suppresses_the_address(reci
     address = recipient.email
     Contact.objects.filter(pk=recipient.contact_id).delete()
 
-    response = Client(enforce_csrf_checks=True).post(f"/u/{recipient_token(recipient.pk)}/")
+    response = Client(enforce_csrf_checks=True).post(f"/u/{unsubscribe_token(recipient)}/")
 
     assert response.status_code == 200
     entry = Suppression.objects.get()

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from campaigns.models import Contact, Recipient
-from campaigns.tokens import recipient_token
+from campaigns.tokens import LinkPurpose, link_token
 from cobalt_mail.params import id_param, id_params
 from tests.factories import campaign_to, list_with_contacts
 
@@ -36,7 +36,7 @@ def test_the_public_preference_page_ignores_odd_list_ids():
     campaign = campaign_to(list_with_contacts(1))
     contact = Contact.objects.get()
     recipient = Recipient.objects.create(campaign=campaign, contact=contact, email=contact.email)
-    token = recipient_token(recipient.pk)
+    token = link_token(recipient_id=recipient.pk, purpose=LinkPurpose.PREFERENCES)
 
     response = Client().post(f"/u/{token}/preferences/", {"lists": HOSTILE})
 

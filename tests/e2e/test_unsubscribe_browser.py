@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from campaigns.audience import audience_snapshot
 from campaigns.models import Contact, Recipient, Subscription
-from campaigns.tokens import recipient_token
+from campaigns.tokens import LinkPurpose, link_token
 from tests.conftest import screenshot
 from tests.factories import ContactListFactory, campaign_to, list_with_contacts
 
@@ -21,7 +21,7 @@ def test_a_recipient_confirms_unsubscribing_then_picks_one_list_back(page, live_
     Subscription.objects.create(contact=contact, contact_list=events)
     campaign = campaign_to(news)
     audience_snapshot(campaign_id=campaign.pk)
-    token = recipient_token(Recipient.objects.get().pk)
+    token = link_token(recipient_id=Recipient.objects.get().pk, purpose=LinkPurpose.UNSUBSCRIBE)
 
     page.goto(f"{live_server.url}/u/{token}/")
     expect(page.get_by_role("heading", name="Unsubscribe")).to_be_visible()

@@ -80,10 +80,12 @@ def test_figures_and_rates_follow_the_events(known_campaign):
     assert (figures["clicks"], figures["unique_human_clicks"]) == (3, 2)
     rates = {rate.label: rate.percent for rate in figures["rates"]}
     assert rates["Delivery rate"] == "80.0%"
-    assert rates["Bounce rate"] == "20.0%"
+    assert rates["Bounce rate (hard)"] == "10.0%"
+    assert rates["Soft bounce rate"] == "10.0%"
     assert rates["Complaint rate"] == "12.5%"
     assert rates["Open rate (human)"] == "25.0%"
-    assert rates["Click-to-open rate"] == "100.0%"
+    # Clickers 2 and 3 of the readers 0, 2 (a click with images off) and 3.
+    assert rates["Click-to-open rate"] == "66.7%"
 
 
 def test_breakdowns_count_links_bounce_reasons_and_domains(known_campaign):

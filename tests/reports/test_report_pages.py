@@ -36,13 +36,15 @@ def test_headline_rates_follow_their_definitions():
         unique_human_opens=400,
         unique_clicks=120,
         unique_human_clicks=100,
+        unique_human_engaged=400,
         unsubscribed=5,
     )
     figures = headline(campaign)
     rates = {rate.label: rate.percent for rate in figures["rates"]}
     assert figures["recipients"] == 1000
     assert rates["Delivery rate"] == "95.0%"
-    assert rates["Bounce rate"] == "5.0%"
+    assert rates["Bounce rate (hard)"] == "3.0%"
+    assert rates["Soft bounce rate"] == "2.0%"
     assert rates["Complaint rate"] == "0.1%"
     assert rates["Open rate (human)"] == "42.1%"
     assert rates["Open rate (all)"] == "52.6%"

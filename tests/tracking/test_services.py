@@ -174,34 +174,7 @@ def test_machine_rules(kind, agent, ip, seconds, machine):
     assert is_machine(kind=kind, user_agent=agent, ip_address=ip, occurred_at=moment, sent_at=sent) is machine
 
 
-def test_the_reputation_guard_pauses_a_campaign_whose_bounce_rate_reaches_the_limit(settings):
-    settings.GUARD_MIN_DELIVERIES = 20
-    settings.GUARD_BOUNCE_RATE = 0.05
-    campaign, recipients = campaign_with_recipients(20)
-    for recipient in recipients[:19]:
-        record("Delivery", recipient)
-    campaign.refresh_from_db()
-    assert campaign.status == Campaign.Status.SENDING
-
-    record("Bounce", recipients[19])
-
-    campaign.refresh_from_db()
-    assert campaign.status == Campaign.Status.PAUSED
-    assert "bounce rate reached 5.0%" in campaign.status_reason
-
-
-def test_the_reputation_guard_pauses_on_complaints(settings):
-    settings.GUARD_MIN_DELIVERIES = 10
-    settings.GUARD_COMPLAINT_RATE = 0.1
-    campaign, recipients = campaign_with_recipients(10)
-    for recipient in recipients:
-        record("Delivery", recipient)
-
-    record("Complaint", recipients[0])
-
-    campaign.refresh_from_db()
-    assert campaign.status == Campaign.Status.PAUSED
-    assert "complaint rate" in campaign.status_reason
+# The guard's rule, its sequences and its webhook path: tests/tracking/test_reputation_guard.py.
 
 
 def test_the_reputation_guard_waits_for_enough_deliveries(settings):

@@ -1,4 +1,8 @@
-"""`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events + recipients."""
+"""`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events + recipients.
+
+Recipient counters are recounted as distinct recipients (SES may notify one bounce twice), and
+``unsubscribed`` from the recipients' unsubscribe markers (see tracking.services.stats_recount).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from tracking.services import counters_repair
 
 class Command(BaseCommand):
     help = (
-        "Recount each campaign's counters and report breakdowns from its stored events and its recipients' statuses; "
-        "--fix writes the recount."
+        "Recount each campaign's counters (distinct recipients, not notifications) and report breakdowns from its "
+        "stored events and its recipients' statuses; --fix writes the recount."
     )
 
     def add_arguments(self, parser) -> None:
