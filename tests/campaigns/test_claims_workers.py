@@ -209,3 +209,33 @@ def test_a_dropped_database_connection_loses_no_answer_and_resends_nothing(clust
     assert recorded == by_address, "an SES message id was lost"
     assert statuses(campaign) == {"sent": total}
     assert counters(campaign) == {"sent": total, "failed": 0, "skipped": 0}
+
+
+def busiest_window(arrivals: list[float], seconds: float) -> int:
+    """The most messages that reached SES within any ``seconds`` (windows start at an arrival)."""
+    busiest, end = 0, 0
+    for start_index, start in enumerate(arrivals):
+        while end < len(arrivals) and arrivals[end] < start + seconds:
+            end += 1
+        busiest = max(busiest, end - start_index)
+    return busiest
+
+
+def test_what_reaches_ses_from_a_cold_start_stays_within_the_rate_and_one_chunk(clusters, stub_ses):
+    # Two clusters of two dispatchers each start cold together: the first slots' messages used to
+    # leave late (cold SES client, busy threads) and then catch up, 123-128 in one second at 100/s.
+    rate, total = 100, 600
+    stub_ses.set_timing(latency=0.02)
+    campaign = campaign_to(list_with_contacts(total))
+    clusters.start(2, AWS_SES_ENDPOINT_URL=stub_ses.url, SEND_RATE=str(rate), SEND_DISPATCHERS="4")
+
+    campaign_send_now(campaign_id=campaign.pk)
+    wait_until(lambda: is_sent(campaign), timeout=45, message="the campaign to be sent")
+
+    arrivals = sorted(message.at for message in stub_ses.received)
+    chunk = rate // 10  # the limiter's slot: a tenth of a second of the rate
+    first_second = sum(at < arrivals[0] + 1.0 for at in arrivals)
+    assert first_second <= rate + chunk, f"{first_second} messages in the first second"
+    assert busiest_window(arrivals, 1.0) <= rate + chunk
+    assert busiest_window(arrivals, 5.0) <= 5 * rate + chunk
+    assert len(stub_ses.per_address()) == total
