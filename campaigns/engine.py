@@ -62,15 +62,12 @@ from campaigns import ratelimit, shutdown
 from campaigns.models import Campaign, Contact, Recipient, Subscription
 from campaigns.rendering import (
     CompiledCampaign,
-    ContactAttributes,
     campaign_html_source,
     compile_campaign,
-    merge_context,
     recipient_context,
     render_for,
 )
 from campaigns.services import CampaignError, campaign_finish_if_done, campaign_pause, dispatchers_start
-from campaigns.tokens import recipient_token
 from tracking.models import CampaignStats, Suppression
 
 try:  # django-ses tries "import dkim" for every message; when it is absent make the miss cheap.
@@ -318,10 +315,6 @@ class PreparedMessage:
         return self.raw.decode("utf-8", "surrogateescape")
 
 
-_URL_KEYS = ("unsubscribe_url", "preferences_url", "view_online_url")
-_TOKEN_PLACEHOLDER = "C0BALTT0KEN"
-
-
 @dataclass
 class CampaignMessage:
     """Everything about a campaign's messages that does not depend on the recipient."""
@@ -331,30 +324,12 @@ class CampaignMessage:
     head: bytes  # From, Reply-To, MIME-Version, configuration set
     boundary: str
     attachment_parts: list[bytes] = field(default_factory=list)
-    url_templates: dict[str, str] = field(default_factory=dict)
     # The lists a recipient must still be on (None: segments are included, the snapshot stands);
     # a sending campaign's audience cannot be edited, so once per dispatch task is enough.
     list_ids: list[int] | None = None
 
     def context(self, recipient: Recipient) -> dict:
-        """``recipient_context`` with the three links made from templates instead of ``reverse``."""
-        if not self.url_templates:
-            return recipient_context(recipient)
-        contact = recipient.contact
-        first = contact.first_name if contact else ""
-        last = contact.last_name if contact else ""
-        attributes = contact.attributes if contact else {}
-        token = recipient_token(recipient.pk)
-        context = {
-            "first_name": first,
-            "last_name": last,
-            "full_name": f"{first} {last}" if first and last else first or last,
-            "email": recipient.email,
-            "attributes": ContactAttributes(attributes if isinstance(attributes, dict) else {}),
-        }
-        for key, template in self.url_templates.items():
-            context[key] = template.replace(_TOKEN_PLACEHOLDER, token)
-        return context
+        return recipient_context(recipient)
 
     def build(self, recipient: Recipient, context: dict, date: str) -> PreparedMessage | EmailMultiAlternatives:
         if not recipient.email.isascii() or "\n" in recipient.email or "\r" in recipient.email:
@@ -443,21 +418,10 @@ def prepare_campaign(campaign: Campaign, compiled: CompiledCampaign | None = Non
         head=("\r\n".join(head) + "\r\n").encode("utf-8"),
         boundary=f"=_cobalt_{campaign.pk}_{uuid.uuid4().hex}",
         attachment_parts=[_attachment_part(*attachment) for attachment in compiled.attachments],
-        url_templates=_url_templates(),
         list_ids=None
         if campaign.include_segments.exists()
         else list(campaign.include_lists.values_list("pk", flat=True)),
     )
-
-
-def _url_templates() -> dict[str, str]:
-    """The link fields with a placeholder token; empty (use ``recipient_context``) if the merge
-    fields ever change shape, so the fast context can never silently drift from the real one."""
-    sample = merge_context(first_name="", last_name="", email="", attributes={}, token=_TOKEN_PLACEHOLDER)
-    expected = {"first_name", "last_name", "full_name", "email", "attributes", *_URL_KEYS}
-    if set(sample) != expected or any(_TOKEN_PLACEHOLDER not in sample[key] for key in _URL_KEYS):
-        return {}
-    return {key: sample[key] for key in _URL_KEYS}
 
 
 def campaign_outbox_template(campaign: Campaign) -> EmailTemplate:
@@ -483,9 +447,11 @@ def campaign_outbox_template(campaign: Campaign) -> EmailTemplate:
 
 # A call slower than this stops counting against SEND_THREADS: the next message goes out on
 # another thread instead of waiting behind it (SES answers a send in well under a second).
-STRAGGLER_SECONDS = 1.0
+STRAGGLER_SECONDS = 0.5
 # Results are written in small groups: every ``chunk_size`` results or after this long.
 COMMIT_SECONDS = 0.2
+# A slot's messages may leave up to this late before the rest of the slot is given up.
+LATE_SECONDS = 0.1
 # How often a dispatcher checks that its campaign is still sending (pause and cancel take effect).
 STATUS_CHECK_SECONDS = 0.25
 # How long a dispatcher keeps reconnecting to a database that dropped it before giving up.
@@ -761,7 +727,10 @@ class Dispatcher:
         self.slot = 0
         self.slot_start = 0.0
         self.slot_sent = 0
-        self.slot_span = self.group / self.rate
+        # How late a slot's next message may be before the rest of the slot is given up: a slot's
+        # length, but at least LATE_SECONDS (at high rates a slot is shorter than sending its
+        # messages takes, and a new reservation per message would cost more than it smooths).
+        self.slot_late = max(self.group / self.rate, LATE_SECONDS)
         self.date = ""
         self.beat_at = time.monotonic()
         self.checked_at = float("-inf")
@@ -822,7 +791,7 @@ class Dispatcher:
                 return False
         if not self._has_thread(now):
             return False
-        if self.slot and time.time() > self._due() + self.slot_span:
+        if self.slot and time.time() > self._due() + self.slot_late:
             self.slot = 0  # fell behind its slot (no thread was free): late sends would bunch up
         if self.slot == 0:
             count = min(self.group, len(self.pending))

@@ -230,7 +230,7 @@ AWS_SES_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY")
 # Messages per second for the whole installation; empty = SES GetSendQuota MaxSendRate.
 SEND_RATE = env_float("SEND_RATE", None, minimum=0.01)
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
-SEND_THREADS = env_int("SEND_THREADS", 4, minimum=1)
+SEND_THREADS = env_int("SEND_THREADS", 8, minimum=1)
 SEND_DISPATCHERS = env_int("SEND_DISPATCHERS", 2, minimum=1)
 SEND_TASK_SECONDS = env_int("SEND_TASK_SECONDS", 60, minimum=5)
 SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 5, minimum=1)

@@ -134,7 +134,8 @@ class Workers:
     def __init__(self, env: dict) -> None:
         self.env = env
         self.processes: list[subprocess.Popen] = []
-        self.logs = ARTIFACTS / "qcluster"
+        # One folder per test run (COBALT_TEST_DB_SUFFIX), so that two runs keep their own logs.
+        self.logs = ARTIFACTS / "qcluster" / os.environ.get("COBALT_TEST_DB_SUFFIX", "main")
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, count: int = 1, **extra_env: str) -> list[subprocess.Popen]:
@@ -159,8 +160,8 @@ class Workers:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        """SIGKILL what is left: every test has waited for its own outcome by now, the engine is
-        crash-safe by design, and a qcluster sent SIGTERM as a group lingers in its shutdown."""
+        """SIGKILL what is left: every test has waited for its own outcome by now and the engine
+        is crash-safe by design, so nothing is gained by waiting for an orderly stop."""
         for process in self.processes:
             if process.poll() is None:
                 self.kill(process)

@@ -221,7 +221,7 @@ def busiest_window(arrivals: list[float], seconds: float) -> int:
     return busiest
 
 
-def test_what_reaches_ses_from_a_cold_start_stays_within_the_rate_and_one_chunk(clusters, stub_ses):
+def test_what_reaches_ses_from_a_cold_start_stays_within_the_rate_and_one_slot(clusters, stub_ses):
     # Two clusters of two dispatchers each start cold together: the first slots' messages used to
     # leave late (cold SES client, busy threads) and then catch up, 123-128 in one second at 100/s.
     rate, total = 100, 600
@@ -235,7 +235,9 @@ def test_what_reaches_ses_from_a_cold_start_stays_within_the_rate_and_one_chunk(
     arrivals = sorted(message.at for message in stub_ses.received)
     chunk = rate // 10  # the limiter's slot: a tenth of a second of the rate
     first_second = sum(at < arrivals[0] + 1.0 for at in arrivals)
+    # The start is no burstier than the limiter's own bound (rate x W + one slot); any later
+    # window may also hold messages that left up to a slot late (engine.LATE_SECONDS).
     assert first_second <= rate + chunk, f"{first_second} messages in the first second"
-    assert busiest_window(arrivals, 1.0) <= rate + chunk
-    assert busiest_window(arrivals, 5.0) <= 5 * rate + chunk
+    assert busiest_window(arrivals, 1.0) <= rate + 2 * chunk
+    assert busiest_window(arrivals, 5.0) <= 5 * rate + 2 * chunk
     assert len(stub_ses.per_address()) == total
