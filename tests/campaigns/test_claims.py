@@ -181,14 +181,31 @@ def test_one_hung_call_does_not_hold_up_the_others_and_its_duplicate_is_counted(
     assert sum(received.values()) == 20 + len(hung)
 
 
-def break_the_connection(wrapper, backend_pid: int | None) -> None:
+def break_the_connection(backend_pid: int | None, sqlite_cut: threading.Event) -> None:
     """Cut the dispatcher's own database connection from outside, as a failover would."""
     if backend_pid is not None:  # PostgreSQL: the server ends the session
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
         connections["default"].close()
-    else:  # SQLite: the dispatcher's connection is closed under it
-        wrapper.connection.close()
+    else:  # SQLite has no server: the dispatcher's next query finds its connection closed
+        sqlite_cut.set()
+
+
+def close_when_cut(sqlite_cut: threading.Event):
+    """An execute wrapper that closes the SQLite connection under the query, in the query's own thread.
+
+    Closing a sqlite3 connection from another thread while its owner is inside a call is a
+    use-after-free in CPython's sqlite3 module (a segmentation fault, not an error), so the cut is
+    made by the thread that owns the connection, just before its next statement.
+    """
+
+    def wrapper(execute, sql, params, many, context):
+        if sqlite_cut.is_set():
+            sqlite_cut.clear()
+            context["connection"].connection.close()
+        return execute(sql, params, many, context)
+
+    return wrapper
 
 
 @pytest.mark.django_db(transaction=True)
@@ -201,17 +218,18 @@ def test_it_records_every_answer_when_the_database_drops_its_connection_mid_send
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             backend_pid = cursor.fetchone()[0]
-    wrapper = connections["default"]
     broken = threading.Event()
+    sqlite_cut = threading.Event()
 
     def on_call(number: int) -> None:
         if number == 10 and not broken.is_set():  # SES has answered nine: their results are not written yet
-            break_the_connection(wrapper, backend_pid)
+            break_the_connection(backend_pid, sqlite_cut)
             broken.set()
 
     stub_ses.state.on_call = on_call
 
-    assert campaign_dispatch(campaign_id=campaign.pk, seconds=60) == "finished"
+    with connection.execute_wrapper(close_when_cut(sqlite_cut)):
+        assert campaign_dispatch(campaign_id=campaign.pk, seconds=60) == "finished"
 
     assert broken.is_set()
     assert "the database connection failed" in caplog.text
