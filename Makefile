@@ -22,8 +22,9 @@ $(BIN)/.installed: requirements.txt | check-python
 
 venv: $(BIN)/.installed
 
+# Sends at most 20 messages/s unless SEND_RATE is set (`SEND_RATE=100 make run`); the banner says so.
 run: $(BIN)/.installed
-	DEBUG=1 $(BIN)/python -m cobalt_mail.devserver
+	@DEBUG=1 $(BIN)/python -m cobalt_mail.devserver
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -48,6 +49,9 @@ vendor:
 	cp /tmp/cobalt-vendor/package/css/bulma.min.css /tmp/cobalt-vendor/package/LICENSE static/vendor/bulma/
 	cd /tmp/cobalt-vendor && rm -rf package && npm pack quill@2.0.3 >/dev/null && tar xzf quill-2.0.3.tgz
 	cp /tmp/cobalt-vendor/package/dist/quill.js /tmp/cobalt-vendor/package/dist/quill.js.LICENSE.txt /tmp/cobalt-vendor/package/dist/quill.snow.css /tmp/cobalt-vendor/package/LICENSE static/vendor/quill/
+	# axe-core: for the accessibility browser tests only (tests/e2e/), never served to users.
+	cd /tmp/cobalt-vendor && rm -rf package && npm pack axe-core@4.14.1 >/dev/null && tar xzf axe-core-4.14.1.tgz
+	mkdir -p tests/e2e/vendor/axe-core && cp /tmp/cobalt-vendor/package/axe.min.js /tmp/cobalt-vendor/package/LICENSE /tmp/cobalt-vendor/package/LICENSE-3RD-PARTY.txt tests/e2e/vendor/axe-core/
 
 clean:
 	rm -rf var/*.sqlite3* var/staticfiles tests/artifacts .pytest_cache

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.forms import formset_factory
 
 from campaigns.contacts import email_clean
+from campaigns.imports import ImportRefused, header_key, mapping_check
 from campaigns.models import Campaign, Contact, ContactList, Segment
 from campaigns.segments import RuleError, rule_filter
 from cobalt_mail.params import id_params
@@ -24,8 +25,17 @@ class ContactFilterForm(forms.Form):
         max_length=254,
         widget=forms.SearchInput(attrs={**INPUT, "placeholder": "Email or name starts with…", "aria-label": "Search"}),
     )
-    list = forms.ModelChoiceField(ContactList.objects.all(), required=False, empty_label="All lists")
-    status = forms.ChoiceField(choices=[("", "Any status"), *Contact.Status.choices], required=False)
+    list = forms.ModelChoiceField(
+        ContactList.objects.all(),
+        required=False,
+        empty_label="All lists",
+        widget=forms.Select(attrs={"aria-label": "List"}),
+    )
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *Contact.Status.choices],
+        required=False,
+        widget=forms.Select(attrs={"aria-label": "Status"}),
+    )
 
     def filters(self) -> dict:
         if not self.is_valid():
@@ -107,7 +117,7 @@ class ContactListForm(forms.Form):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="UTF-8 (or Windows-1252), separated by , or ; with a header row naming an email column.",
+        help_text="UTF-8 (or Windows-1252), separated by , or ; with a first row naming the columns.",
     )
     contact_list = forms.ModelChoiceField(
         ContactList.objects.all(), required=False, label="Into list", empty_label="— new list —"
@@ -122,6 +132,46 @@ class ImportForm(forms.Form):
         if not data.get("contact_list") and not (data.get("new_list") or "").strip():
             raise ValidationError("Choose a list, or name a new one.")
         return data
+
+
+class ImportMappingForm(forms.Form):
+    """One select per CSV column: what to import it as. The header names are the labels."""
+
+    def __init__(self, data=None, *, columns: list[dict], **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        self.header = [column["name"] for column in columns]
+        for position, column in enumerate(columns):
+            name = column["name"]
+            attribute = header_key(name)
+            choices = [
+                ("email", "Email address"),
+                ("first_name", "First name"),
+                ("last_name", "Last name"),
+                *([("attribute", f"Attribute “{attribute}”")] if attribute else []),
+                ("ignore", "Ignore (not imported)"),
+            ]
+            self.fields[f"column_{position}"] = forms.ChoiceField(
+                choices=choices, initial=column["field"], label=name or f"Column {position + 1} (no name)"
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        fields = [data[f"column_{position}"] for position in range(len(self.header))]
+        try:
+            mapping_check(self.header, fields)
+        except ImportRefused as refusal:
+            raise ValidationError(str(refusal)) from None
+        data["fields"] = fields
+        return data
+
+    def rows(self, samples: list[list[str]]) -> list[tuple]:
+        """(bound field, sample values of that column) per column, for the mapping table."""
+        return [
+            (self[f"column_{position}"], [row[position] for row in samples if position < len(row)])
+            for position in range(len(self.header))
+        ]
 
 
 class SuppressionForm(forms.Form):
@@ -176,18 +226,35 @@ RULE_INPUTS = {
 }
 
 
+class RuleIncomplete(RuleError):
+    """An input the rule needs is still empty."""
+
+
 class RuleForm(forms.Form):
-    rule = forms.ChoiceField(choices=RULE_CHOICES)
+    # The rule row shows no labels (a sentence of controls): each control names itself for screen readers.
+    rule = forms.ChoiceField(choices=RULE_CHOICES, widget=forms.Select(attrs={"aria-label": "Rule"}))
     attribute = forms.CharField(
         required=False, max_length=100, widget=forms.TextInput(attrs={**INPUT, "placeholder": "attribute, e.g. club"})
     )
     value = forms.CharField(
         required=False, max_length=500, widget=forms.TextInput(attrs={**INPUT, "placeholder": "value"})
     )
-    contact_list = forms.ModelChoiceField(ContactList.objects.all(), required=False, empty_label="— list —")
-    status = forms.ChoiceField(choices=Contact.Status.choices, required=False)
+    contact_list = forms.ModelChoiceField(
+        ContactList.objects.all(),
+        required=False,
+        empty_label="— list —",
+        widget=forms.Select(attrs={"aria-label": "List"}),
+    )
+    status = forms.ChoiceField(
+        choices=Contact.Status.choices, required=False, widget=forms.Select(attrs={"aria-label": "Status"})
+    )
     date = forms.DateField(required=False, widget=forms.DateInput(attrs={**INPUT, "type": "date"}))
-    campaign = forms.ModelChoiceField(Campaign.objects.all(), required=False, empty_label="— in the last N days —")
+    campaign = forms.ModelChoiceField(
+        Campaign.objects.all(),
+        required=False,
+        empty_label="— in the last N days —",
+        widget=forms.Select(attrs={"aria-label": "Campaign"}),
+    )
     days = forms.IntegerField(
         required=False, min_value=1, max_value=3650, widget=forms.NumberInput(attrs={**INPUT, "placeholder": "days"})
     )
@@ -199,34 +266,45 @@ class RuleForm(forms.Form):
         try:
             rule = self._rule(data)
             rule_filter(rule)
+        except RuleIncomplete as error:
+            raise ValidationError(str(error), code="incomplete") from None
         except RuleError as error:
             raise ValidationError(str(error)) from None
         data["as_rule"] = rule
         return data
 
+    @property
+    def is_incomplete(self) -> bool:
+        """Bound, and its only errors are inputs not filled in yet (not worth a red message
+        while the user is still typing; see audience_views.segment_preview)."""
+        errors = [error for errors in self.errors.as_data().values() for error in errors]
+        return bool(errors) and all(error.code == "incomplete" for error in errors)
+
     @staticmethod
     def _rule(data: dict) -> dict:
         field, _, operator = data["rule"].partition(":")
         if field == "attribute":
-            if not ATTRIBUTE_NAME.match(data.get("attribute") or ""):
-                raise RuleError("Name the attribute (letters, digits, _ and -).")
+            if not data.get("attribute"):
+                raise RuleIncomplete("Name the attribute (letters, digits, _ and -).")
+            if not ATTRIBUTE_NAME.match(data["attribute"]):
+                raise RuleError("Attribute names use only letters, digits, _ and -.")
             field = f"attribute:{data['attribute']}"
             value = data.get("value") or ""
             if operator != "empty" and not value:
-                raise RuleError("Enter the value to compare with.")
+                raise RuleIncomplete("Enter the value to compare with.")
         elif field in ("email", "first_name", "last_name"):
             value = data.get("value") or ""
             if not value:
-                raise RuleError("Enter the text to look for.")
+                raise RuleIncomplete("Enter the text to look for.")
         elif field == "list":
             if not data.get("contact_list"):
-                raise RuleError("Choose a list.")
+                raise RuleIncomplete("Choose a list.")
             value = data["contact_list"].pk
         elif field == "status":
             value = data.get("status") or ""
         elif field == "created":
             if not data.get("date"):
-                raise RuleError("Choose a date.")
+                raise RuleIncomplete("Choose a date.")
             value = data["date"].isoformat()
         else:
             if data.get("campaign"):
@@ -234,7 +312,7 @@ class RuleForm(forms.Form):
             elif data.get("days"):
                 value = {"days": data["days"]}
             else:
-                raise RuleError("Choose a campaign, or a number of days.")
+                raise RuleIncomplete("Choose a campaign, or a number of days.")
         return {"field": field, "operator": operator, "value": value}
 
     @staticmethod

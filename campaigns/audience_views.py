@@ -7,11 +7,9 @@ swap in place with htmx: when ``request.htmx`` the view renders only the "result
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -31,6 +29,7 @@ from campaigns.audience_forms import (
     ContactForm,
     ContactListForm,
     ImportForm,
+    ImportMappingForm,
     RuleForm,
     RuleFormSet,
     SegmentForm,
@@ -39,7 +38,13 @@ from campaigns.audience_forms import (
     rules_from_formset,
 )
 from campaigns.exports import contacts_csv_rows
-from campaigns.imports import ImportRefused, file_inspect, import_job_create
+from campaigns.imports import (
+    ImportRefused,
+    import_job_confirm,
+    import_job_create,
+    import_job_discard,
+    mapping_describe,
+)
 from campaigns.models import Contact, ContactList, ImportJob, Segment, Subscription
 from campaigns.segments import RuleError, rules_filter, segment_filter
 from campaigns.tables import (
@@ -331,24 +336,36 @@ def _segment_count(rules: list[dict], match: str) -> int:
 
 @require_POST
 def segment_preview(request: HttpRequest) -> HttpResponse:
-    """The live count while rules are edited (htmx posts the whole form on every change)."""
+    """The live count while rules are edited (htmx posts the whole form on load and every change).
+
+    Nothing here is an error yet: the page loads with an empty rule and the user is typing. A
+    rule still missing an input gets an invitation to fill it in; a value that cannot work
+    ("old" for a number) a plain note. The red messages come with Save, on the rule itself.
+    """
     formset = RuleFormSet(request.POST, prefix="rules")
     match = request.POST.get("match") if request.POST.get("match") in Segment.Match.values else "all"
-    context: dict = {"count": None, "errors": []}
+    context: dict = {"count": None, "notes": []}
     if formset.is_valid():
         rules = rules_from_formset(formset)
         try:
             context["count"] = _segment_count(rules, match) if rules else None
         except RuleError as error:
-            context["errors"] = [str(error)]
+            context["notes"] = [str(error)]
     else:
-        context["errors"] = [
-            f"Rule {number}: {error}"
-            for number, form in enumerate(formset.forms, start=1)
-            for errors in form.errors.values()
-            for error in errors
-        ] + list(formset.non_form_errors())
+        context["notes"] = _rule_notes(formset) + list(formset.non_form_errors())
     return render(request, "audiences/segment_form.html#count", context)
+
+
+def _rule_notes(formset) -> list[str]:
+    notes = []
+    for number, form in enumerate(formset.forms, start=1):
+        if formset._should_delete_form(form) or not form.errors:
+            continue
+        if form.is_incomplete:
+            notes.append(f"Fill in rule {number} to see how many contacts match.")
+        else:
+            notes += [f"Rule {number}: {error}" for errors in form.errors.values() for error in errors]
+    return notes
 
 
 @require_http_methods(["GET", "POST"])
@@ -383,40 +400,69 @@ def imports(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         job = _import_start(request, form)
         if job is not None:
-            return redirect("audiences:import_detail", pk=job.pk)
+            return redirect("audiences:import_mapping", pk=job.pk)
     table = ImportJobTable(ImportJob.objects.select_related("contact_list"))
     _paginate(request, table, lazy=False)
     return _page(request, "audiences/imports.html", {"form": form, "table": table, "tab": "imports"})
 
 
 def _import_start(request: HttpRequest, form: ImportForm) -> ImportJob | None:
-    """Refuse a file that is not a usable CSV at once (nothing created), else queue its import."""
-    upload = form.cleaned_data["file"]
-    stored = default_storage.save(f"imports/checks/{timezone.now():%Y%m%d%H%M%S}.csv", upload)
+    """Store the upload for the mapping step, or refuse a file that is not a usable CSV at once
+    (nothing created, not even the new list)."""
     try:
-        file_inspect(Path(default_storage.path(stored)))
+        with transaction.atomic():
+            contact_list = form.cleaned_data["contact_list"]
+            if contact_list is None:
+                name = form.cleaned_data["new_list"].strip()
+                contact_list = ContactList.objects.filter(name__iexact=name).first() or services.list_save(
+                    contact_list=ContactList(), name=name
+                )
+            return import_job_create(
+                uploaded_file=form.cleaned_data["file"],
+                contact_list=contact_list,
+                update=form.cleaned_data["update"],
+                user=request.user,
+            )
     except ImportRefused as refusal:
         form.add_error("file", str(refusal))
         return None
-    finally:
-        default_storage.delete(stored)
-    upload.seek(0)
-    with transaction.atomic():
-        contact_list = form.cleaned_data["contact_list"]
-        if contact_list is None:
-            name = form.cleaned_data["new_list"].strip()
-            contact_list = ContactList.objects.filter(name__iexact=name).first() or services.list_save(
-                contact_list=ContactList(), name=name
-            )
-        return import_job_create(
-            uploaded_file=upload, contact_list=contact_list, update=form.cleaned_data["update"], user=request.user
-        )
+
+
+@require_http_methods(["GET", "POST"])
+def import_mapping(request: HttpRequest, pk: int) -> HttpResponse:
+    """The columns found, a few rows, and a select per column; confirming queues the import."""
+    job = get_object_or_404(ImportJob.objects.select_related("contact_list"), pk=pk)
+    if job.status != ImportJob.Status.MAPPING:
+        return redirect("audiences:import_detail", pk=job.pk)
+    form = ImportMappingForm(request.POST or None, columns=job.column_mapping)
+    if request.method == "POST" and form.is_valid():
+        try:
+            import_job_confirm(job=job, fields=form.cleaned_data["fields"])
+        except ImportRefused as refusal:
+            form.add_error(None, str(refusal))
+        else:
+            return redirect("audiences:import_detail", pk=job.pk)
+    context = {"job": job, "form": form, "rows": form.rows(job.sample_rows), "tab": "imports"}
+    return render(request, "audiences/import_mapping.html", context)
+
+
+@require_POST
+def import_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportJob, pk=pk)
+    if job.status == ImportJob.Status.MAPPING:
+        import_job_discard(job=job)
+        messages.info(request, f"The upload of {job.original_name} was cancelled: nothing was imported.")
+    return redirect("audiences:imports")
 
 
 @require_GET
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(ImportJob.objects.select_related("contact_list"), pk=pk)
-    return render(request, "audiences/import_detail.html", {"job": job, "tab": "imports"})
+    if job.status == ImportJob.Status.MAPPING:
+        return redirect("audiences:import_mapping", pk=job.pk)
+    header = [column["name"] for column in job.column_mapping]
+    columns = mapping_describe(header, [column["field"] for column in job.column_mapping]) if header else ""
+    return render(request, "audiences/import_detail.html", {"job": job, "columns": columns, "tab": "imports"})
 
 
 @require_GET

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import path
 
 from campaigns import compose_views as views
@@ -10,6 +11,8 @@ urlpatterns = [
     path("campaigns/<int:pk>/preview/", views.preview, name="preview"),
     path("campaigns/<int:pk>/preview/html/", views.preview_html, name="preview_html"),
     path("campaigns/<int:pk>/test-send/", views.test_send, name="test_send"),
+    path("campaigns/<int:pk>/links/check/", views.link_check, name="link_check"),
+    path("campaigns/<int:pk>/links/", views.link_check_results, name="link_results"),
     path("campaigns/<int:pk>/attachments/", views.attachments, name="attachments"),
     path(
         "campaigns/<int:pk>/attachments/<int:attachment_pk>/delete/",
@@ -25,4 +28,10 @@ urlpatterns = [
     path("campaigns/layouts/<int:layout_pk>/default/", views.layout_default, name="layout_default"),
     path("campaigns/layouts/<int:layout_pk>/delete/", views.layout_remove, name="layout_delete"),
     path("campaigns/compose/markdown/", views.markdown_html, name="markdown"),
+    path("campaigns/compose/images/", views.image_upload, name="image_upload"),
 ]
+
+if settings.SERVE_MEDIA and "://" not in settings.MEDIA_URL:
+    urlpatterns.append(
+        path(f"{settings.MEDIA_URL.strip('/')}/campaign-images/<str:name>", views.campaign_image, name="campaign_image")
+    )

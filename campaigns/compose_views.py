@@ -5,22 +5,41 @@ attachments / layouts; these views only load, call and show.
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
+from django.core.files.storage import default_storage
 from django.db import IntegrityError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
+from django_htmx.http import HttpResponseStopPolling
 
 from campaigns.attachments import AttachmentRefused, attachment_add, attachment_remove, max_bytes
 from campaigns.audience import audience_queryset
 from campaigns.forms import AttachmentForm, LayoutForm, SaveTemplateForm, TestSendForm
+from campaigns.images import (
+    CONTENT_TYPES,
+    IMAGE_FOLDER,
+    ImageRefused,
+    image_store,
+    max_upload_bytes,
+    too_big_message,
+)
 from campaigns.layouts import (
     LayoutInUse,
     campaign_from_template,
     layout_delete,
     layout_make_default,
     template_save_from_campaign,
+)
+from campaigns.linkcheck import (
+    campaign_links,
+    link_check_start,
+    link_check_state,
+    link_checks,
+    link_checks_for_message,
 )
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Contact, Layout
 from campaigns.rendering import (
@@ -79,24 +98,73 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
         "test_form": TestSendForm(),
         "test_prefix": TEST_SUBJECT_PREFIX,
     }
+    if request.htmx and request.htmx.target == "preview-contact-field":
+        # Typing in the search box: only the list of recipients changes (no render of the message).
+        context["choices"] = _chooser(campaign, context["search"], contact, keep_contact=False)
+        return render(request, "compose/preview.html#contact-choices", context)
     context["choices"] = _chooser(campaign, context["search"], contact)
     try:
-        rendered = render_for(compile_campaign(campaign, with_attachments=False), preview_context(contact))
+        compiled = compile_campaign(campaign, with_attachments=False)
+        rendered = render_for(compiled, preview_context(contact))
     except TemplateProblem as problem:
         context["problem"] = str(problem)
         return render(request, "compose/preview.html", context, status=200)
-    context.update(rendered=rendered, links=link_report(rendered.html), html_url=_html_url(campaign, contact))
+    checks = link_checks_for_message(campaign=campaign, planned=campaign_links(compiled))
+    context.update(
+        rendered=rendered,
+        links=link_report(rendered.html),
+        link_checks=checks,
+        link_check_state=link_check_state(checks) if checks is not None else "",
+        html_url=_html_url(campaign, contact),
+    )
     return render(request, "compose/preview.html", context)
 
 
-def _chooser(campaign: Campaign, search: str, contact: Contact | None) -> list[Contact]:
+def _chooser(campaign: Campaign, search: str, contact: Contact | None, *, keep_contact: bool = True) -> list[Contact]:
+    """Audience members whose address contains ``search``; the chosen one stays listed (and
+    selected) unless the list is being narrowed by typing and it does not match."""
     audience = _audience(campaign)
     if search:
         audience = audience.filter(email__icontains=search)
     choices = list(audience[:CHOOSER_SIZE])
-    if contact is not None and contact not in choices:
+    if keep_contact and contact is not None and contact not in choices:
         choices.insert(0, contact)
     return choices
+
+
+@require_POST
+def link_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start checking every link of the message for real (a django-q2 task fetches them)."""
+    campaign = _campaign(pk)
+    try:
+        checks, problem = link_check_start(campaign=campaign), ""
+    except TemplateProblem as error:
+        checks, problem = None, f"The links cannot be checked: {error}"
+    if not request.htmx:
+        if problem:
+            messages.error(request, problem)
+        return redirect("compose:preview", pk=pk)
+    return _link_check_panel(request, campaign, checks, problem=problem)
+
+
+@require_GET
+def link_check_results(request: HttpRequest, pk: int) -> HttpResponse:
+    """The link check panel, polled by the preview page until every link has its answer."""
+    campaign = _campaign(pk)
+    return _link_check_panel(request, campaign, link_checks(campaign=campaign))
+
+
+def _link_check_panel(
+    request: HttpRequest, campaign: Campaign, checks: list | None, *, problem: str = ""
+) -> HttpResponse:
+    state = link_check_state(checks) if checks else "done"
+    context = {"campaign": campaign, "link_checks": checks or [], "link_check_state": state, "link_problem": problem}
+    response = render(request, "compose/preview.html#link-check", context)
+    if state != "running":
+        stop = HttpResponseStopPolling()  # htmx stops polling on 286
+        stop.content = response.content
+        return stop
+    return response
 
 
 def _html_url(campaign: Campaign, contact: Contact | None) -> str:
@@ -286,3 +354,48 @@ def _layout_form(request: HttpRequest, form: LayoutForm, *, layout: Layout | Non
             return redirect("compose:layouts")
     status = 400 if request.method == "POST" else 200
     return render(request, "compose/layout_form.html", {"form": form, "layout": layout}, status=status)
+
+
+# --- images for the rich-text editor ---------------------------------------------------------------
+
+STORED_IMAGE_NAME = re.compile(r"[0-9a-f]{64}\.(png|jpg|gif|webp)")
+
+
+@require_POST
+def image_upload(request: HttpRequest) -> HttpResponse:
+    """The editor's image button: JSON {url, width, height}, or {error} with a 4xx status."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > max_upload_bytes() + 64 * 1024:
+        return _image_refused(too_big_message(), status=413)
+    upload = request.FILES.get("image")
+    if upload is None:
+        return _image_refused("Choose an image file (PNG, JPEG, GIF or WebP).", status=400)
+    try:
+        stored = image_store(upload=upload)
+    except ImageRefused as refusal:
+        too_big = upload.size > max_upload_bytes()
+        return _image_refused(str(refusal), status=413 if too_big else 415)
+    return JsonResponse({"url": stored.url, "width": stored.width, "height": stored.height}, status=201)
+
+
+def _image_refused(message: str, *, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@require_safe
+def campaign_image(request: HttpRequest, name: str) -> HttpResponse:
+    """A stored campaign image, public (mail clients load it). Only the images folder is served:
+    the rest of MEDIA_ROOT (imports, attachments) holds contact data."""
+    match = STORED_IMAGE_NAME.fullmatch(name)
+    if match is None:
+        raise Http404("No such image.")
+    try:
+        handle = default_storage.open(f"{IMAGE_FOLDER}/{name}", "rb")
+    except FileNotFoundError:
+        raise Http404("No such image.") from None
+    response = FileResponse(handle, content_type=CONTENT_TYPES[match.group(1)])
+    # The name is the content's hash: the file never changes.
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response

@@ -7,9 +7,12 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
+from campaigns.images import IMAGE_MAX_WIDTH
 from campaigns.models import BODY_MODES, Campaign, ContactList, Layout, Segment
 from campaigns.rendering import (
     TemplateProblem,
+    check_campaign_source,
+    check_encoded_delimiters,
     check_layout,
     compile_template,
     markdown_to_html,
@@ -24,6 +27,10 @@ def sender_choices() -> list[tuple[str, str]]:
 class CampaignForm(forms.ModelForm):
     from_name = forms.CharField(label="Sender name", max_length=100, required=False)
     from_address = forms.ChoiceField(label="Sender address", choices=sender_choices)
+    # The image button's limits, shown in the editor's image dialog. Images are inserted at most as
+    # wide as the default layout's content column (600 px card, 24 px padding either side).
+    image_max_width = IMAGE_MAX_WIDTH
+    image_display_width = 552
 
     class Meta:
         model = Campaign
@@ -74,6 +81,7 @@ class CampaignForm(forms.ModelForm):
         self.fields["layout"].empty_label = "No layout (the body is the whole message)"
         if not self.instance.pk:
             self.initial.setdefault("layout", default_layout().pk)
+            self.initial.setdefault("body_mode", "rich")
         self.fields["body_mode"].label = "Write the body as"
         self.fields["body_mode"].choices = BODY_MODES
         # Markdown campaigns store generated HTML; the form fills it in clean().
@@ -140,7 +148,29 @@ class CampaignForm(forms.ModelForm):
                 data["html_body"] = markdown_to_html(data["body_source"])
         elif mode in {"rich", "html"} and "html_body" in data and not data["html_body"].strip():
             self.add_error("html_body", "Write the body.")
+        self._check_rendered_source(data)
         return data
+
+    @property
+    def image_max_mb(self) -> int:
+        return settings.IMAGE_UPLOAD_MAX_MB
+
+    def _check_rendered_source(self, data: dict) -> None:
+        """What will be compiled at send (body in its layout, after the CSS inliner), checked now."""
+        body_field = "body_source" if data.get("body_mode") == "markdown" else "html_body"
+        if self.has_error(body_field) or any(self.has_error(name) for name in ("preheader", "layout")):
+            return
+        try:
+            if body_field == "body_source":
+                check_encoded_delimiters(data.get("body_source", ""), part="Markdown body")
+            check_campaign_source(
+                html_body=data.get("html_body", ""),
+                preheader=data.get("preheader", ""),
+                layout=data.get("layout"),
+                part="Markdown body" if body_field == "body_source" else "HTML body",
+            )
+        except TemplateProblem as problem:
+            self.add_error(body_field, str(problem))
 
     def clean_text_body(self) -> str:
         return self._clean_template("text_body", "Plain-text body")

@@ -1,10 +1,16 @@
 """CSV import of contacts: streamed, validated row by row, written in set-wise batches.
 
-The file is read twice, never held in memory:
-1. ``file_inspect`` scans the raw bytes (binary? which encoding? mixed encodings?) and reads the
-   header row (delimiter, column mapping). A file it refuses changes nothing.
-2. ``contacts_import`` reads it again through the csv module, rejects bad rows with their line
-   number and reason (into a CSV of rejected rows) and upserts the good ones 1,000 at a time.
+The file is read in passes, never held in memory:
+1. ``file_head_read`` scans the raw bytes (binary? which encoding? mixed encodings?) and reads
+   the header row and a few sample rows, nothing more. A file it refuses changes nothing.
+2. ``mapping_guess`` says which column holds the email, first and last name (from common header
+   names in six languages); every other column is an attribute under its own name. In the
+   browser staff see the guess beside the sample rows, change it and confirm before anything is
+   written; ``import_contacts --map`` does the same on the command line. ``mapping_check`` refuses
+   a mapping without an email column (or with two), so a bad mapping writes nothing.
+3. ``contacts_import`` reads the file again through the csv module, rejects bad rows with their
+   line number and reason (into a CSV of rejected rows that can be fixed and uploaded again) and
+   upserts the good ones 1,000 at a time.
 
 Imports never change a contact's status and never re-subscribe anyone who unsubscribed or is
 suppressed, so running the same file twice changes nothing the second time.
@@ -19,6 +25,7 @@ import io
 import json
 import logging
 import re
+import unicodedata
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,12 +34,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.contacts import EMAIL_MISSING, email_check
 from campaigns.exports import formula_escape
-from campaigns.models import Contact, ContactList, ImportJob, Subscription, normalise_email
+from campaigns.models import Contact, ContactList, ImportJob, Subscription
 from tracking.models import Suppression
 
 logger = logging.getLogger(__name__)
@@ -44,23 +51,41 @@ NAME_MAX = 100
 ATTRIBUTE_MAX = 1000
 SCAN_PIECE = 1 << 20  # read at most 1 MiB per "line" when scanning bytes, whatever the file holds
 
+SAMPLE_ROWS = 5  # data rows read for the mapping step, whatever the size of the file
+SAMPLE_CELL_MAX = 60
+COLUMNS_MAX = 200
+REWRITTEN_PREVIEW_LIMIT = 5
+FIELDS = ("email", "first_name", "last_name", "attribute", "ignore")
+REJECTED_COLUMNS = ["line", "reason"]  # first columns of the rejected-rows file
+
+# Header names of the email, first and last name columns in the exports people bring: English,
+# German, French, Dutch, Spanish and Italian. Compared after ``_alias_key``: case, accents,
+# spaces, hyphens, underscores and dots do not matter ("E-Mail", "e_mail", "Prénom").
 HEADER_ALIASES = {
-    "email": "email",
-    "e_mail": "email",
-    "email_address": "email",
-    "e_mail_address": "email",
-    "mail": "email",
-    "first_name": "first_name",
-    "firstname": "first_name",
-    "first": "first_name",
-    "given_name": "first_name",
-    "forename": "first_name",
-    "last_name": "last_name",
-    "lastname": "last_name",
-    "last": "last_name",
-    "surname": "last_name",
-    "family_name": "last_name",
-}
+    **dict.fromkeys(
+        [
+            "email", "mail", "emailaddress", "mailaddress", "emails", "emailadresse", "mailadresse",
+            "adresseemail", "adressemail", "adresseelectronique", "courriel", "adressecourriel", "mel",
+            "emailadres", "mailadres", "correo", "correoelectronico", "direcciondecorreo",
+            "direcciondecorreoelectronico", "indirizzoemail", "indirizzomail", "posta", "postaelettronica",
+        ],
+        "email",
+    ),
+    **dict.fromkeys(
+        [
+            "firstname", "first", "givenname", "forename", "vorname", "rufname", "prenom", "voornaam",
+            "roepnaam", "nombre", "nombredepila", "nome", "nomedibattesimo",
+        ],
+        "first_name",
+    ),
+    **dict.fromkeys(
+        [
+            "lastname", "last", "surname", "familyname", "nachname", "familienname", "zuname", "nom",
+            "nomdefamille", "achternaam", "familienaam", "apellido", "apellidos", "cognome",
+        ],
+        "last_name",
+    ),
+}  # fmt: skip
 # Magic numbers of files people upload by mistake, for a message better than "not UTF-8".
 KNOWN_BINARIES = [
     (b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx): save the sheet as “CSV UTF-8” and upload that"),
@@ -77,10 +102,22 @@ class ImportRefused(ValueError):
 
 
 @dataclass
+class FileHead:
+    """What the mapping step shows: the header and a few rows, read without loading the file."""
+
+    encoding: str
+    delimiter: str
+    header: list[str]
+    samples: list[list[str]]  # up to SAMPLE_ROWS rows, one cell per header column, cut short
+
+
+@dataclass
 class FileShape:
     encoding: str
     delimiter: str
+    header: list[str]
     columns: list[str]  # per CSV column: "email", "first_name", "last_name", "attr:<key>" or ""
+    fields: list[str]  # per CSV column, as chosen: one of FIELDS
 
 
 @dataclass
@@ -93,12 +130,24 @@ class ImportReport:
     subscribed: int = 0
     not_resubscribed: int = 0
     rejected: int = 0
+    rewritten: int = 0
     rejected_preview: list[dict] = field(default_factory=list)
+    rewritten_preview: list[dict] = field(default_factory=list)
+    mapping: list[dict] = field(default_factory=list)  # {"name", "field"} per column, as used
 
     def counters(self) -> dict[str, int]:
         return {
             name: getattr(self, name)
-            for name in ("rows_read", "created", "updated", "unchanged", "subscribed", "not_resubscribed", "rejected")
+            for name in (
+                "rows_read",
+                "created",
+                "updated",
+                "unchanged",
+                "subscribed",
+                "not_resubscribed",
+                "rejected",
+                "rewritten",
+            )
         }
 
 
@@ -109,19 +158,64 @@ class _Row:
     first_name: str
     last_name: str
     attributes: dict[str, str]
+    rewritten_from: str = ""  # the cell as written, when the address was rewritten
 
 
 # --- step 1: what is this file? -----------------------------------------------------------------
 
 
-def file_inspect(path: Path) -> FileShape:
-    """Encoding, delimiter and column mapping of the file, or ImportRefused."""
+def file_head_read(path: Path) -> FileHead:
+    """Encoding, delimiter, header and the first few rows of the file, or ImportRefused.
+
+    The encoding check streams the whole file (line by line, constant memory); the csv module
+    then reads only the header and SAMPLE_ROWS records, so a million-row file costs no more
+    memory here than a ten-row one.
+    """
     encoding = _encoding_detect(path)
     with open(path, encoding=encoding, newline="") as text:
         header_line = text.readline(SCAN_PIECE)
-    delimiter = _delimiter_guess(header_line)
-    header = next(csv.reader([header_line], delimiter=delimiter), [])
-    return FileShape(encoding=encoding, delimiter=delimiter, columns=_columns_map(header))
+        delimiter = _delimiter_guess(header_line)
+        header = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter), [])]
+        if len(header) > COLUMNS_MAX:
+            raise ImportRefused(
+                f"The file has {len(header)} columns; at most {COLUMNS_MAX} can be imported. "
+                "Delete the columns you do not need and upload it again."
+            )
+        samples = []
+        reader = csv.reader(text, delimiter=delimiter)
+        try:
+            for values in reader:
+                if any(value.strip() for value in values):
+                    samples.append([_sample_cell(value) for value in (values + [""] * len(header))[: len(header)]])
+                if len(samples) >= SAMPLE_ROWS:
+                    break
+        except csv.Error:
+            pass  # an unreadable record: the import rejects it with its line; the samples stop here
+    return FileHead(encoding=encoding, delimiter=delimiter, header=header, samples=samples)
+
+
+def _sample_cell(value: str) -> str:
+    value = value.strip()
+    return value if len(value) <= SAMPLE_CELL_MAX else value[: SAMPLE_CELL_MAX - 1] + "…"
+
+
+def file_inspect(path: Path, fields: list[str] | None = None) -> FileShape:
+    """Encoding, delimiter and column mapping of the file, or ImportRefused.
+
+    ``fields`` is the chosen field per column (one of FIELDS); without it the mapping is guessed
+    from the header. Either way a mapping without one email column is refused.
+    """
+    head = file_head_read(path)
+    if fields is None:
+        fields = mapping_guess(head.header)
+    elif len(fields) != len(head.header):
+        raise ImportRefused(
+            f"The mapping names {len(fields)} columns but the file has {len(head.header)}. Upload the file again."
+        )
+    columns = mapping_check(head.header, fields)
+    return FileShape(
+        encoding=head.encoding, delimiter=head.delimiter, header=head.header, columns=columns, fields=list(fields)
+    )
 
 
 def _encoding_detect(path: Path) -> str:
@@ -184,25 +278,83 @@ def _delimiter_guess(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _header_key(name: str) -> str:
+def header_key(name: str) -> str:
+    """The attribute name a column is stored under: "Member No." → "member_no"."""
     return re.sub(r"\W+", "_", name.strip().lower()).strip("_")[:100]
 
 
-def _columns_map(header: list[str]) -> list[str]:
+def _alias_key(name: str) -> str:
+    """The header name compared with HEADER_ALIASES: no accents, case, or separators."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(character for character in decomposed if character.isalnum() and character.isascii())
+
+
+def mapping_guess(header: list[str]) -> list[str]:
+    """The field of each column (one of FIELDS), guessed from its name.
+
+    A rejected-rows file (see ``_Rejections``) starts with "line" and "reason": those two are
+    ignored, so the fixed file can be uploaded again as it is.
+    """
+    rejected_file = [name.strip().lower() for name in header[: len(REJECTED_COLUMNS)]] == REJECTED_COLUMNS
+    fields = []
+    for position, name in enumerate(header):
+        if (rejected_file and position < len(REJECTED_COLUMNS)) or not header_key(name):
+            fields.append("ignore")
+        else:
+            fields.append(HEADER_ALIASES.get(_alias_key(name), "attribute"))
+    return fields
+
+
+def mapping_check(header: list[str], fields: list[str]) -> list[str]:
+    """The internal column list for ``fields`` (see FileShape.columns), or ImportRefused saying
+    what to change: exactly one email column, at most one first and one last name column, and
+    attribute names that differ."""
     columns: list[str] = []
-    for name in header:
-        key = _header_key(name)
-        columns.append(HEADER_ALIASES.get(key, f"attr:{key}" if key else ""))
+    for name, chosen in zip(header, fields, strict=True):
+        if chosen not in FIELDS:
+            raise ImportRefused(f"“{chosen[:40]}” is not something a column can be imported as.")
+        if chosen == "attribute":
+            if not header_key(name):
+                raise ImportRefused(
+                    f"The column “{name[:40]}” cannot be an attribute: its name has no letters or digits. Ignore it."
+                )
+            columns.append(f"attr:{header_key(name)}")
+        else:
+            columns.append("" if chosen == "ignore" else chosen)
     if "email" not in columns:
         shown = ", ".join(f"“{name[:40]}”" for name in header[:10]) or "nothing"
         raise ImportRefused(
-            f"No email column: the first row must name the columns and one must be “email” (found {shown})."
+            f"No email column: choose the column that holds the email addresses (the columns are {shown}). "
+            "The first row of the file must name the columns."
         )
-    named = [column for column in columns if column]
-    duplicates = sorted({column.removeprefix("attr:") for column in named if named.count(column) > 1})
+    for single in ("email", "first_name", "last_name"):
+        named = [name for name, column in zip(header, columns, strict=True) if column == single]
+        if len(named) > 1:
+            raise ImportRefused(
+                f"The columns “{named[0][:40]}” and “{named[1][:40]}” are both imported as "
+                f"{single.replace('_', ' ')}: keep one and set the other to attribute or ignore."
+            )
+    attributes = [column for column in columns if column.startswith("attr:")]
+    duplicates = sorted({column[5:] for column in attributes if attributes.count(column) > 1})
     if duplicates:
-        raise ImportRefused(f"The header names the column “{duplicates[0]}” more than once.")
+        raise ImportRefused(
+            f"The header names the column “{duplicates[0]}” more than once: ignore all but one of them."
+        )
     return columns
+
+
+def mapping_describe(header: list[str], fields: list[str]) -> str:
+    """The mapping in one line: “E-Mail” → email, “Club” → attribute “club”, “line” → ignored."""
+    parts = []
+    for name, chosen in zip(header, fields, strict=True):
+        target = {
+            "email": "email",
+            "first_name": "first name",
+            "last_name": "last name",
+            "ignore": "ignored",
+        }.get(chosen, f"attribute “{header_key(name)}”")
+        parts.append(f"“{name}” → {target}")
+    return ", ".join(parts)
 
 
 # --- step 2: read rows, reject bad ones, write good ones ----------------------------------------
@@ -251,14 +403,6 @@ class _SeenEmails:
                 self._keys[slot], self._lines[slot] = digest, line
 
 
-def _email_normalise(address: str) -> str:
-    if address.isascii():
-        # The same result as normalise_email (IDNA leaves ASCII labels as they are), minus the codec.
-        address = address.strip().strip("<>").strip()
-        return address.lower()
-    return normalise_email(address)
-
-
 def _row_check(values: list[str], columns: list[str], line: int, seen: _SeenEmails) -> _Row | str:
     """A valid row, or the reason it is rejected."""
     if len(values) > len(columns) and any(value.strip() for value in values[len(columns) :]):
@@ -279,18 +423,15 @@ def _row_check(values: list[str], columns: list[str], line: int, seen: _SeenEmai
                 return f"column “{column[5:]}” longer than {ATTRIBUTE_MAX} characters"
             attributes[column[5:]] = value
     if not email:
-        return "missing email"
-    if len(email) > EMAIL_MAX:
-        return f"email longer than {EMAIL_MAX} characters"
-    email = _email_normalise(email)
+        return EMAIL_MISSING
     try:
-        validate_email(email)
-    except ValidationError:
-        return "invalid email address"
-    earlier = seen.first_line(email, line)
+        checked = email_check(email)
+    except ValidationError as error:
+        return error.messages[0]
+    earlier = seen.first_line(checked.email, line)
     if earlier is not None:
         return f"duplicate of line {earlier} (same address)"
-    return _Row(line, email, first_name, last_name, attributes)
+    return _Row(line, checked.email, first_name, last_name, attributes, email if checked.rewritten else "")
 
 
 def _records(text: io.TextIOBase, delimiter: str) -> Iterator[tuple[int, list[str] | None, str]]:
@@ -309,24 +450,31 @@ def _records(text: io.TextIOBase, delimiter: str) -> Iterator[tuple[int, list[st
 
 
 class _Rejections:
-    """Rejected rows: counted, the first few kept for the page, all written to a CSV file."""
+    """Rejected rows: counted, the first few kept for the page, all written to a CSV file.
 
-    def __init__(self, path: Path | None, report: ImportReport) -> None:
+    The file has the columns "line" and "reason", then the original header, and each row its
+    original cells: fix the cells, upload the file again, and the mapping step ignores "line"
+    and "reason" (see ``mapping_guess``).
+    """
+
+    def __init__(self, path: Path | None, report: ImportReport, header: list[str]) -> None:
         self.report = report
         self.file = open(path, "w", newline="", encoding="utf-8") if path else None
         self.writer = csv.writer(self.file) if self.file else None
         if self.writer:
-            self.writer.writerow(["line", "reason", "values"])
+            self.writer.writerow([*REJECTED_COLUMNS, *(formula_escape(name) for name in header)])
 
     def add(self, line: int, reason: str, values: list[str] | None) -> None:
         self.report.rejected += 1
-        shown = (values or [""])[:20]
+        values = values or []
         if len(self.report.rejected_preview) < PREVIEW_LIMIT:
             self.report.rejected_preview.append(
-                {"line": line, "reason": reason, "values": [value[:80] for value in shown][:6]}
+                {"line": line, "reason": reason, "values": [value[:80] for value in values[:6]]}
             )
         if self.writer:
-            self.writer.writerow([line, reason, *(formula_escape(value[:ATTRIBUTE_MAX]) for value in shown)])
+            # Every cell, whole (the csv module caps a field at 128 KiB): a cut cell would be
+            # imported cut once the row is fixed and uploaded again.
+            self.writer.writerow([line, reason, *(formula_escape(value) for value in values)])
 
     def close(self) -> None:
         if self.file:
@@ -341,11 +489,19 @@ def contacts_import(
     source: str = "import",
     rejected_path: Path | None = None,
     progress: Callable[[ImportReport, int], None] | None = None,
+    fields: list[str] | None = None,
 ) -> ImportReport:
-    """Import the CSV at ``path``; ImportRefused (nothing changed) if it is not a usable CSV."""
-    shape = file_inspect(path)
-    report = ImportReport(encoding=shape.encoding)
-    rejections = _Rejections(rejected_path, report)
+    """Import the CSV at ``path``; ImportRefused (nothing changed) if it is not a usable CSV.
+
+    ``fields`` is the field of each column (one of FIELDS), as confirmed by staff; without it
+    the mapping is guessed from the header (``mapping_guess``).
+    """
+    shape = file_inspect(path, fields)
+    report = ImportReport(
+        encoding=shape.encoding,
+        mapping=[{"name": name, "field": chosen} for name, chosen in zip(shape.header, shape.fields, strict=True)],
+    )
+    rejections = _Rejections(rejected_path, report, shape.header)
     seen = _SeenEmails()
     batch: list[_Row] = []
     try:
@@ -361,6 +517,8 @@ def contacts_import(
                 if isinstance(outcome, str):
                     rejections.add(line, outcome, values)
                     continue
+                if outcome.rewritten_from:
+                    _rewritten_note(report, outcome)
                 batch.append(outcome)
                 if len(batch) >= BATCH_SIZE:
                     _batch_write(batch, contact_list=contact_list, update=update, source=source, report=report)
@@ -374,6 +532,12 @@ def contacts_import(
     finally:
         rejections.close()
     return report
+
+
+def _rewritten_note(report: ImportReport, row: _Row) -> None:
+    report.rewritten += 1
+    if len(report.rewritten_preview) < REWRITTEN_PREVIEW_LIMIT:
+        report.rewritten_preview.append({"line": row.line, "written": row.rewritten_from[:120], "email": row.email})
 
 
 def _batch_write(
@@ -524,19 +688,71 @@ def _subscriptions_add(emails: list[str], *, contact_list: ContactList, now, rep
 # --- browser uploads: an ImportJob row and a django-q2 task -------------------------------------
 
 
+MAPPING_KEEP = timedelta(days=1)  # an upload whose mapping nobody confirmed is deleted after this
+
+
 def import_job_create(*, uploaded_file, contact_list: ContactList, update: bool, user) -> ImportJob:
-    """Store the upload and queue its import once the row is committed (the task gets the id)."""
+    """Store the upload with its guessed mapping and sample rows, waiting for staff to confirm.
+
+    ImportRefused (and nothing kept) if it is not a usable CSV. Nothing is imported yet: see
+    ``import_job_confirm``.
+    """
+    imports_discard_abandoned()
     job = ImportJob(
+        status=ImportJob.Status.MAPPING,
         contact_list=contact_list,
         update_existing=update,
         original_name=Path(uploaded_file.name or "upload.csv").name[:255],
         size_bytes=uploaded_file.size or 0,
         created_by=user,
     )
-    job.file.save(f"import-{timezone.now():%Y%m%d%H%M%S}.csv", uploaded_file, save=False)
+    job.file.save(f"import-{timezone.now():%Y%m%d%H%M%S%f}.csv", uploaded_file, save=False)
+    try:
+        head = file_head_read(Path(job.file.path))
+    except ImportRefused:
+        job.file.delete(save=False)
+        raise
+    job.encoding = head.encoding
+    job.column_mapping = [
+        {"name": name, "field": chosen} for name, chosen in zip(head.header, mapping_guess(head.header), strict=True)
+    ]
+    job.sample_rows = head.samples
     job.save()
-    transaction.on_commit(lambda: import_job_enqueue(job.pk))
     return job
+
+
+def import_job_confirm(*, job: ImportJob, fields: list[str]) -> None:
+    """Keep the chosen field of each column and queue the import once the row is committed.
+
+    ImportRefused (the job is left waiting, unchanged) when the mapping cannot be imported, so a
+    bad mapping writes nothing.
+    """
+    header = [column["name"] for column in job.column_mapping]
+    mapping_check(header, fields)
+    confirmed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.MAPPING).update(
+        status=ImportJob.Status.QUEUED,
+        column_mapping=[{"name": name, "field": chosen} for name, chosen in zip(header, fields, strict=True)],
+        sample_rows=[],  # personal data, needed only for this step
+    )
+    if confirmed:
+        transaction.on_commit(lambda: import_job_enqueue(job.pk))
+
+
+def import_job_discard(*, job: ImportJob) -> None:
+    """Delete an upload whose mapping was not confirmed, with its file."""
+    if job.status != ImportJob.Status.MAPPING:
+        return
+    if job.file:
+        job.file.delete(save=False)
+    job.delete()
+
+
+def imports_discard_abandoned() -> int:
+    """Uploads left at the mapping step for a day are deleted (their files hold personal data)."""
+    abandoned = ImportJob.objects.filter(status=ImportJob.Status.MAPPING, created_at__lt=timezone.now() - MAPPING_KEEP)
+    for job in abandoned:
+        import_job_discard(job=job)
+    return len(abandoned)
 
 
 def import_job_enqueue(job_id: int) -> None:
@@ -593,6 +809,7 @@ def import_job_run(job_id: int) -> str:
             source=f"import: {job.original_name}",
             rejected_path=rejected_path,
             progress=progress,
+            fields=[column["field"] for column in job.column_mapping] or None,
         )
     except ImportRefused as refusal:
         _job_finish(job_id, status=ImportJob.Status.REFUSED, error=str(refusal))
@@ -607,6 +824,8 @@ def import_job_run(job_id: int) -> str:
         encoding=report.encoding,
         bytes_read=job.size_bytes,
         rejected_preview=report.rejected_preview,
+        rewritten_preview=report.rewritten_preview,
+        column_mapping=report.mapping,
         rejected_file=rejected_name if report.rejected else "",
         **report.counters(),
     )

@@ -245,9 +245,14 @@ class SendRateState(models.Model):
 
 
 class ImportJob(models.Model):
-    """One CSV upload being imported by a django-q2 task; the page polls its counters."""
+    """One CSV upload being imported by a django-q2 task; the page polls its counters.
+
+    An upload from the browser starts as "mapping": nothing is written until staff confirm which
+    column holds what (``column_mapping``); confirming queues the task.
+    """
 
     class Status(models.TextChoices):
+        MAPPING = "mapping", "Waiting for the columns to be confirmed"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Importing"
         DONE = "done", "Done"
@@ -275,6 +280,14 @@ class ImportJob(models.Model):
     # The first rejections ({"line", "reason", "email"}) for the page; all of them are in rejected_file.
     rejected_preview = models.JSONField(default=list, blank=True)
     rejected_file = models.FileField(upload_to="imports/rejected/", max_length=300, blank=True)
+    # Per CSV column, in file order: {"name": header text, "field": "email" | "first_name" |
+    # "last_name" | "attribute" | "ignore"}. Guessed at upload, confirmed (or changed) by staff.
+    column_mapping = models.JSONField(default=list, blank=True)
+    # The first few data rows (cells cut short), shown beside the mapping; emptied once confirmed.
+    sample_rows = models.JSONField(default=list, blank=True)
+    # Addresses accepted after rewriting ("Name <a@b.org>" → a@b.org), and the first few of them.
+    rewritten = models.PositiveIntegerField(default=0)
+    rewritten_preview = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -372,3 +385,53 @@ class CampaignTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LinkCheckResult(models.Model):
+    """One address in a campaign's message and what fetching it gave (``campaigns.linkcheck``).
+
+    A check replaces the campaign's rows; a django-q2 task claims the queued ones (conditional
+    UPDATE), fetches them a few at a time and writes each result as it comes.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting"
+        CHECKING = "checking", "Checking"
+        DONE = "done", "Done"
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Not checked yet"
+        OK = "ok", "Works"
+        BROKEN = "broken", "Broken"
+        UNREACHABLE = "unreachable", "Not reachable"
+        REFUSED = "refused", "Not checked (private address)"
+        SKIPPED = "skipped", "Not checked"
+        INVALID = "invalid", "Not a valid address"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="link_checks")
+    position = models.PositiveSmallIntegerField()
+    url = models.TextField()
+    text = models.CharField(max_length=500, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True, default=Outcome.PENDING)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    final_url = models.TextField(blank=True)
+    elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "position"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        return None if self.elapsed_ms is None else self.elapsed_ms / 1000
+
+    @property
+    def redirected(self) -> bool:
+        return bool(self.final_url) and self.final_url != self.url

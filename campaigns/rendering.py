@@ -8,7 +8,11 @@ of that every template is checked when it is saved, not when it is sent:
   ``spaceless``) and harmless filters may appear (no ``safe``, so contact data is always escaped);
 - every variable must be one of ``MERGE_FIELDS`` (or a name bound by ``for`` / ``with``), so a
   typo is an error with its line number, and nothing else (settings, other contacts, Python
-  attributes) is reachable. The context holds plain strings and dicts only.
+  attributes) is reachable. The context holds plain strings and dicts only;
+- a ``{{``, ``{%``, ``}}`` or ``%}`` outside a complete token (which Django would send as typed)
+  and brackets written as HTML codes (``&#123;&#123;``, which the CSS inliner decodes) are refused,
+  and the body is checked once more in its layout after inlining, as it will be sent;
+- Django's errors are reworded for the people who write campaigns (``_explain``).
 
 ``compile_campaign`` wraps the body in its layout, inlines the CSS once (template tokens are
 protected while the HTML goes through the inliner) and derives the plain-text template from the
@@ -140,15 +144,150 @@ def _allowed_filter_functions() -> frozenset:
 
 def compile_template(source: str, *, part: str, fields: tuple[str, ...] = MERGE_FIELDS) -> Template:
     """Compile staff-written template text, or raise ``TemplateProblem`` saying what and where."""
+    _check_delimiters(source, part=part)
     _check_tags(source, part=part)
     try:
         template = sandbox_engine().from_string(source)
     except TemplateSyntaxError as error:
-        line = getattr(error, "template_debug", {}).get("line")
-        where = f"{part}, line {line}" if line else part
-        raise TemplateProblem(f"{where}: {error}") from None
+        raise _syntax_problem(error, part=part) from None
     _check_variables(template.nodelist, part=part, fields=fields, bound=frozenset())
     return template
+
+
+def _where(source: str, offset: int, *, part: str) -> str:
+    line = source.count("\n", 0, offset) + 1
+    column = offset - (source.rfind("\n", 0, offset) + 1) + 1
+    return f"{part}, line {line}, column {column}"
+
+
+# Django reads a token only when it opens and closes on one line; anything else is sent as typed.
+_DJANGO_TOKEN = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}")
+_STRAY_DELIMITER = re.compile(r"{{|{%|}}|%}")
+_STYLE_BLOCK = re.compile(r"<style\b.*?</style\s*>", re.IGNORECASE | re.DOTALL)
+_DELIMITER_ADVICE = {
+    "{{": "“{{” is not closed. Finish the merge field with “}}” on the same line, for example "
+    "{{ first_name }}, or remove the “{{”.",
+    "{%": "“{%” is not closed. Finish the tag with “%}” on the same line, for example "
+    "{% if first_name %}…{% endif %}, or remove the “{%”.",
+    "}}": "“}}” closes nothing. Start the merge field with “{{”, for example {{ first_name }}, or remove the “}}”.",
+    "%}": "“%}” closes nothing. Start the tag with “{%”, for example {% if first_name %}, or remove the “%}”.",
+}
+
+
+def _check_delimiters(source: str, *, part: str) -> None:
+    """A ``{{``, ``{%``, ``}}`` or ``%}`` outside a complete token would go out literally.
+
+    Closing pairs inside ``<style>`` are CSS (``.a{width:100%}}``), not template syntax.
+    """
+    styles = [match.span() for match in _STYLE_BLOCK.finditer(source)]
+    position = 0
+    for gap_end, next_start in [*((m.start(), m.end()) for m in _DJANGO_TOKEN.finditer(source)), (len(source), 0)]:
+        for stray in _STRAY_DELIMITER.finditer(source, position, gap_end):
+            delimiter = stray.group(0)
+            if delimiter in {"}}", "%}"} and any(start <= stray.start() < end for start, end in styles):
+                continue
+            where = _where(source, stray.start(), part=part)
+            raise TemplateProblem(f"{where}: {_DELIMITER_ADVICE[delimiter]}")
+        position = next_start
+
+
+# Braces, percent and hash signs written as HTML character references: the CSS inliner (and any mail
+# client) decodes them, so "&#123;&#123; settings.SECRET_KEY &#125;&#125;" would become a merge field
+# after the save-time check, or show up literally in the message.
+_OPEN = r"(?:{|&(?:#0*123|#x0*7b|lbrace|lcub);?)"
+_CLOSE = r"(?:}|&(?:#0*125|#x0*7d|rbrace|rcub);?)"
+_MARK = r"(?:%|#|&(?:#0*37|#x0*25|percnt|#0*35|#x0*23|num);?)"
+_ANY_DELIMITER = re.compile(rf"{_OPEN}(?:{_OPEN}|{_MARK})|(?:{_CLOSE}|{_MARK}){_CLOSE}", re.IGNORECASE)
+
+
+def check_encoded_delimiters(source: str, *, part: str) -> None:
+    """Refuse merge-field brackets written as HTML codes (``&#123;&#123;``) in an HTML part."""
+    for match in _ANY_DELIMITER.finditer(source):
+        if "&" in match.group(0):
+            raise TemplateProblem(
+                f"{_where(source, match.start(), part=part)}: “{match.group(0)}” is a merge-field bracket written as "
+                "an HTML code. Mail programs turn it into a real bracket, so it is not allowed. Type the brackets "
+                "themselves, for example {{ first_name }}, or leave them out."
+            )
+
+
+# --- template errors in the user's words ---------------------------------------------------------------
+
+_OPENERS = {
+    "endif": "if",
+    "else": "if",
+    "elif": "if",
+    "endfor": "for",
+    "empty": "for",
+    "endwith": "with",
+    "endcomment": "comment",
+    "endspaceless": "spaceless",
+}
+_OPENER_EXAMPLES = {
+    "if": "{% if first_name %}Hello {{ first_name }}{% else %}Hello{% endif %}",
+    "for": "{% for key in attributes %}{{ key }}{% endfor %}",
+    "with": '{% with name=first_name|default:"member" %}Hello {{ name }}{% endwith %}',
+    "comment": "{% comment %}a note{% endcomment %}",
+    "spaceless": "{% spaceless %}…{% endspaceless %}",
+}
+
+
+def _syntax_problem(error: TemplateSyntaxError, *, part: str) -> TemplateProblem:
+    """Django's message for developers, said for the person who wrote the campaign."""
+    debug = getattr(error, "template_debug", None) or {}
+    line = debug.get("line")
+    where = f"{part}, line {line}, column {len(debug.get('before', '')) + 1}" if line else part
+    return TemplateProblem(f"{where}: {_explain(str(error), debug.get('during', ''))}")
+
+
+def _explain(message: str, token: str) -> str:
+    shown = f"“{token}”" if token else "This"
+    if match := re.match(r"Unclosed tag on line \d+: '(\w+)'", message):
+        name = match.group(1)
+        example = _OPENER_EXAMPLES.get(name, "")
+        return f"{shown} is never closed. Add {{% end{name} %}} where it should end, for example {example}."
+    if match := re.match(r"Invalid block tag on line \d+: '(\w+)', expected (.*?)\. Did you", message):
+        expected = re.findall(r"'(\w+)'", match.group(2))
+        closing = next((name for name in expected if name.startswith("end")), expected[-1] if expected else "")
+        return f"{shown} does not fit here: a tag opened before it must be closed first with {{% {closing} %}}."
+    if match := re.match(r"Invalid block tag on line \d+: '(\w+)'", message):
+        opener = _OPENERS.get(match.group(1))
+        if opener:
+            return f"{shown} has no {{% {opener} … %}} before it. Use them as a pair: {_OPENER_EXAMPLES[opener]}."
+        return f"{shown} is not a tag campaigns can use."
+    if match := re.match(r"(\w+) requires (\d+) arguments?, (\d+) provided", message):
+        name, needed = match.group(1), int(match.group(2))
+        if needed > 1:
+            return (
+                f"the filter “|{name}” needs a value after a colon, in quotes, for example "
+                f'{{{{ first_name|{name}:"member" }}}}. Check that both quotes are there.'
+            )
+        return f"the filter “|{name}” takes no value after it: write {{{{ first_name|{name} }}}}."
+    if match := re.match(r"Invalid filter: '(\w+)'", message):
+        name = match.group(1)
+        close = difflib.get_close_matches(name, sorted(ALLOWED_FILTERS), n=1, cutoff=0.5)
+        hint = f" Did you mean “|{close[0]}”?" if close else ""
+        return f"there is no filter “|{name}”.{hint} Filters you can use: {', '.join(sorted(ALLOWED_FILTERS))}."
+    if message.startswith("Could not parse"):
+        return (
+            f"{shown} cannot be read. A merge field is one name without spaces (first_name, attributes.club), "
+            'and text in quotes needs both quotes: {{ first_name|default:"member" }}.'
+        )
+    if message.startswith("Empty variable tag"):
+        return "“{{ }}” is empty: put a merge field inside, for example {{ first_name }}, or remove it."
+    if message.startswith("Empty block tag"):
+        return "“{% %}” is empty: write a tag inside, for example {% if first_name %}, or remove it."
+    if " if " in f" {message} " or "if tag" in message or "if expression" in message:
+        return (
+            f"{shown} is not a condition campaigns understand. Write for example {{% if first_name %}}…{{% endif %}} "
+            'or {% if attributes.club == "Rowing" %}…{% endif %}.'
+        )
+    if "'for'" in message:
+        return f"{shown} is not a loop campaigns understand. Write for example {_OPENER_EXAMPLES['for']}."
+    if "'with'" in message:
+        return f"{shown} needs a name and a value, for example {_OPENER_EXAMPLES['with']}."
+    plain = message.replace(" Did you forget to register or load this tag?", "")
+    return f"{shown} cannot be used: {plain}"
 
 
 def _check_tags(source: str, *, part: str) -> None:
@@ -364,6 +503,7 @@ class CompiledCampaign:
 
 
 def check_layout(source: str, *, css: str = "") -> Template:
+    check_encoded_delimiters(source, part="Layout")
     if not re.search(r"{{\s*content\s*}}", source):
         raise TemplateProblem("Layout: it needs {{ content }} where the campaign body goes.")
     if not re.search(r"{{\s*unsubscribe_url\s*}}", source):
@@ -371,6 +511,21 @@ def check_layout(source: str, *, css: str = "") -> Template:
     if TEMPLATE_TOKEN.search(LAYOUT_TOKEN.sub("", css)):
         raise TemplateProblem("Layout CSS: only {{ primary_colour }}, {{ background_colour }}, {{ text_colour }}.")
     return compile_template(source, part="Layout", fields=MERGE_FIELDS + LAYOUT_TOKENS)
+
+
+def check_campaign_source(*, html_body: str, preheader: str, layout: Layout | None, part: str) -> None:
+    """At save, what ``compile_campaign`` will compile at send: the body in its layout, after the CSS
+    inliner (which decodes character references). Each part is checked alone first, so that the
+    message names the line the staff member wrote."""
+    check_encoded_delimiters(html_body, part=part)
+    if layout is not None:
+        source = layout_source(layout, body=html_body, preheader=preheader)
+    else:
+        source = preheader_html(preheader) + html_body
+    try:
+        compile_template(inline_css(source)[0], part=part)
+    except TemplateProblem as problem:
+        raise TemplateProblem(f"Once the layout and its styles are applied: {problem}") from None
 
 
 def compile_campaign(campaign: Campaign, *, with_attachments: bool = True) -> CompiledCampaign:
@@ -551,16 +706,28 @@ _HIDDEN = re.compile(r"<(style|script|head|title)\b.*?</\1>", re.IGNORECASE | re
 _PREHEADER = re.compile(r"<div[^>]*data-preheader[^>]*>.*?</div>", re.IGNORECASE | re.DOTALL)
 
 
+_IMAGE = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"""[\s/]alt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+
+
 def html_to_text(markup: str) -> str:
-    """A readable plain-text part: links as "text (url)", blocks as lines, no tags."""
+    """A readable plain-text part: images as "[alt text]", links as "text (url)", blocks as lines, no tags."""
     text = _HIDDEN.sub("", markup)
     text = _PREHEADER.sub("", text)
+    text = _IMAGE.sub(_image_as_text, text)
     text = _LINK.sub(_link_as_text, text)
     text = _LIST_ITEM.sub("- ", text)
     text = _BLOCK_END.sub("\n", text)
     text = html.unescape(_TAG.sub("", text))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _image_as_text(match: re.Match) -> str:
+    """An image is its description; one without (or with alt="": decorative) is left out."""
+    alt = _ALT.search(match.group(0))
+    description = " ".join(next((group for group in alt.groups() if group is not None), "").split()) if alt else ""
+    return f"[{description}]" if description else ""
 
 
 def _link_as_text(match: re.Match) -> str:

@@ -41,7 +41,11 @@ def _status_tag(value: str, label: str) -> str:
 
 class ContactTable(tables.Table):
     selected = tables.CheckBoxColumn(
-        accessor="pk", attrs={"th__input": {"data-select-all": "selected", "aria-label": "Select all on this page"}}
+        accessor="pk",
+        attrs={
+            "th__input": {"data-select-all": "selected", "aria-label": "Select all on this page"},
+            "td__input": {"aria-label": lambda record: f"Select {record.email}"},
+        },
     )
     email = tables.Column(linkify=("audiences:contact_edit", {"pk": tables.A("pk")}))
     first_name = tables.Column("First name")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from campaigns import engine, services
+from campaigns import engine, linkcheck, services
 from campaigns.audience import audience_snapshot
 from campaigns.imports import imports_restart_stale
 from campaigns.models import Campaign
@@ -30,6 +30,11 @@ def campaign_start_scheduled(campaign_id: int) -> None:
 
 def campaign_dispatch(campaign_id: int) -> str:
     return engine.campaign_dispatch(campaign_id=campaign_id)
+
+
+def links_check(campaign_id: int) -> int:
+    """Fetch the links of the campaign's latest link check (the preview page shows them)."""
+    return linkcheck.link_check_run(campaign_id=campaign_id)
 
 
 def engine_tick() -> dict:

@@ -19,5 +19,7 @@ urlpatterns = [
     path("campaigns/<int:pk>/duplicate/", views.campaign_duplicate, name="duplicate"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("u/<str:token>/preferences/", views.preferences, name="preferences"),
+    path("u/<str:token>/resubscribe/", views.resubscribe, name="resubscribe"),
     path("m/<str:token>/", views.view_online, name="view_online"),
+    path("brand/<int:layout_pk>.css", views.layout_colours, name="layout_colours"),
 ]

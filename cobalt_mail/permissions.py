@@ -16,10 +16,14 @@ from django.urls.exceptions import Resolver404
 PUBLIC_URL_NAMES = frozenset(
     {
         "login",
+        "favicon",
         "tracking:ses_webhook",
         "campaigns:unsubscribe",
         "campaigns:preferences",
+        "campaigns:resubscribe",
+        "campaigns:layout_colours",
         "campaigns:view_online",
+        "compose:campaign_image",  # images in campaigns: mail clients load them
     }
 )
 

@@ -149,6 +149,11 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at every star
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "media/"
+# Uploaded images (the composer's image button) are public: mail clients load them from SITE_URL.
+# Cobalt Mail serves them itself at MEDIA_URL; set SERVE_MEDIA=0 when the proxy or a CDN serves
+# MEDIA_ROOT there instead (README, "Production deployment").
+SERVE_MEDIA = env_bool("SERVE_MEDIA", default=True)
+IMAGE_UPLOAD_MAX_MB = env_int("IMAGE_UPLOAD_MAX_MB", 5, minimum=1)
 
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not (DEBUG or TESTING))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -201,6 +206,11 @@ SENDER_ADDRESSES = env_list("SENDER_ADDRESSES", ["news@cobalt.example"])
 # Attachments per campaign. The engine sends through SES API v2 (messages up to 40 MB); with
 # SEND_SES_API=v1 (SendRawEmail, 10 MB after base64's +33%) keep this at 7 MB or less.
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=0)
+# The preview's link check (campaigns/linkcheck.py): seconds per link, redirects included.
+# Addresses on private, loopback or link-local networks are never fetched (server-side request
+# forgery) unless LINK_CHECK_ALLOW_PRIVATE is on: for tests and intranet-only installations.
+LINK_CHECK_TIMEOUT = env_float("LINK_CHECK_TIMEOUT", 5.0, minimum=0.1)
+LINK_CHECK_ALLOW_PRIVATE = env_bool("LINK_CHECK_ALLOW_PRIVATE", default=False)
 # CSV imports run as one django-q2 task with their own time limit (not Q_TIMEOUT): 6 hours is
 # about 150 million rows. An import whose worker died (no progress for IMPORT_STALE_SECONDS) is
 # started again from the top of its file by the minute tick.
@@ -317,15 +327,21 @@ if TESTING and env_str("REDIS_URL"):
 
 DJANGO_TABLES2_TEMPLATE = "tables/bulma.html"
 
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "botocore": {"level": "WARNING"},
         "django_ses": {"level": "WARNING"},
+        # Django's own loggers through the root handler only (its console handler printed every
+        # line twice) and at LOG_LEVEL, request lines included: `make run` sets WARNING, so a
+        # request or a reload shows only when it went wrong.
+        "django": {"level": LOG_LEVEL},
+        "django.server": {"level": LOG_LEVEL},
     },
 }
 

@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from campaigns.models import Campaign, ContactList
+from reports import account
 
 
 def confirm_page(
@@ -44,13 +45,15 @@ def home(request: HttpRequest) -> HttpResponse:
 def settings_page(request: HttpRequest) -> HttpResponse:
     from django.conf import settings
 
+    send_rate = account.send_rate()
     rows = [
         ("Verified senders", ", ".join(settings.SENDER_ADDRESSES)),
         ("SES region", settings.AWS_SES_REGION_NAME),
         ("SES endpoint", settings.AWS_SES_REGION_ENDPOINT_URL or "AWS (default)"),
         ("Configuration set", settings.AWS_SES_CONFIGURATION_SET or "none"),
-        ("Send rate limit", f"{settings.SEND_RATE} msg/s" if settings.SEND_RATE else "SES MaxSendRate"),
+        # The same reading as the reports' account-health panel: the rate the engine sends at.
+        ("Send rate in force", send_rate.text),
         ("Rate limiter", settings.RATE_LIMITER),
         ("Public site URL", settings.SITE_URL),
     ]
-    return render(request, "settings.html", {"rows": rows})
+    return render(request, "settings.html", {"rows": rows, "send_rate": send_rate})

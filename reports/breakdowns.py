@@ -3,23 +3,62 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Min, OuterRef, Subquery, Value
-from django.db.models.functions import Lower, StrIndex, Substr, TruncHour
+from django.db.models.functions import Lower, StrIndex, Substr, TruncHour, TruncMinute
+from django.urls import Resolver404, resolve
 
 from reports.models import CampaignBreakdown
 
 KEY_LENGTH = CampaignBreakdown._meta.get_field("key").max_length
 
 
+# Opens and clicks are also counted per minute in a campaign's first hours, so that the chart of
+# a fresh campaign has minutes to show (at most 6 × 60 rows per kind and campaign).
+MINUTE_WINDOW = timedelta(hours=6)
+
+
 def hour_key(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+def minute_key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def in_minute_window(moment: datetime, started_at: datetime | None) -> bool:
+    # From an hour before the start (clocks of two machines differ) to MINUTE_WINDOW after it.
+    return started_at is not None and started_at - timedelta(hours=1) <= moment < started_at + MINUTE_WINDOW
 
 
 def email_domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+# Every recipient's unsubscribe, preferences and view-online links are personal (a token each):
+# counted per address they would be one row per recipient. They are counted under one key each.
+SYSTEM_LINKS = {
+    "campaigns:unsubscribe": "system:unsubscribe",
+    "campaigns:preferences": "system:preferences",
+    "campaigns:view_online": "system:view_online",
+}
+
+
+def link_key(link: str) -> str:
+    """The key a clicked link is counted under: the address, or a system link's group key."""
+    site = settings.SITE_URL.rstrip("/")
+    if site and link.lower().startswith(site.lower() + "/"):
+        path = link[len(site) :].split("?", 1)[0].split("#", 1)[0]
+        try:
+            view_name = resolve(path).view_name
+        except Resolver404:
+            view_name = ""
+        if view_name in SYSTEM_LINKS:
+            return SYSTEM_LINKS[view_name]
+    return link[:KEY_LENGTH]
 
 
 def breakdown_bump(*, campaign_id: int, items: Iterable[tuple[str, str, int]]) -> None:
@@ -96,8 +135,15 @@ def events_breakdown(events, *, firsts=()) -> None:
     count recipients: they move with ``firsts``, the (marker kind, event) pairs whose recipient
     marker this batch inserted, so SES's second notification of one bounce adds nothing.
     """
+    from campaigns.models import Campaign
     from tracking.models import Event
 
+    events = list(events)
+    starts = dict(
+        Campaign.objects.filter(pk__in={event.campaign_id for event in events if event.campaign_id}).values_list(
+            "pk", "started_at"
+        )
+    )
     per_campaign: dict[int, dict[tuple[str, str], int]] = {}
 
     def add(campaign_id: int, buckets: list[tuple[str, str]]) -> None:
@@ -107,7 +153,7 @@ def events_breakdown(events, *, firsts=()) -> None:
 
     for event in events:
         if event.campaign_id:
-            add(event.campaign_id, _engagement_buckets(event, Event.Type))
+            add(event.campaign_id, _engagement_buckets(event, Event.Type, started_at=starts.get(event.campaign_id)))
     for kind, event in firsts:
         if event.campaign_id:
             add(event.campaign_id, _recipient_buckets(kind, event))
@@ -115,19 +161,24 @@ def events_breakdown(events, *, firsts=()) -> None:
         breakdown_bump(campaign_id=campaign_id, items=[(kind, key, n) for (kind, key), n in sorted(items.items())])
 
 
-def _engagement_buckets(event, types) -> list[tuple[str, str]]:
+def _engagement_buckets(event, types, *, started_at: datetime | None) -> list[tuple[str, str]]:
     kind = event.event_type
     if kind not in {types.OPEN, types.CLICK}:
         return []
     name = "open" if kind == types.OPEN else "click"
-    hour = hour_key(event.occurred_at)
-    buckets = [(f"hour:{name}", hour)]
-    if not event.is_machine:
-        buckets.append((f"hour:human_{name}", hour))
-    if kind == types.CLICK and event.link:
-        buckets.append(("link:click", event.link))
+    times = [("hour", hour_key(event.occurred_at))]
+    if in_minute_window(event.occurred_at, started_at):
+        times.append(("minute", minute_key(event.occurred_at)))
+    buckets = []
+    for prefix, key in times:
+        buckets.append((f"{prefix}:{name}", key))
         if not event.is_machine:
-            buckets.append(("link:human_click", event.link))
+            buckets.append((f"{prefix}:human_{name}", key))
+    if kind == types.CLICK and event.link:
+        key = link_key(event.link)
+        buckets.append(("link:click", key))
+        if not event.is_machine:
+            buckets.append(("link:human_click", key))
     return buckets
 
 
@@ -154,6 +205,7 @@ def breakdown_recount(*, campaign_id: int) -> dict[tuple[str, str], int]:
     domains, and for bounce reasons the reason of each recipient's first hard and first soft
     bounce (the first stored, as the live count takes the first to arrive).
     """
+    from campaigns.models import Campaign
     from tracking.models import Event
 
     events = Event.objects.filter(campaign_id=campaign_id).order_by()
@@ -163,10 +215,21 @@ def breakdown_recount(*, campaign_id: int) -> dict[tuple[str, str], int]:
     for row in hourly.annotate(n=Count("id")):
         for kind in _engagement_kinds(row["event_type"], row["is_machine"], "hour"):
             _add(counts, (kind, hour_key(row["hour"])), row["n"])
+    started_at = Campaign.objects.filter(pk=campaign_id).values_list("started_at", flat=True).first()
+    if started_at is not None:
+        early = engagement.filter(
+            occurred_at__gte=started_at - timedelta(hours=1), occurred_at__lt=started_at + MINUTE_WINDOW
+        )
+        minutes = early.annotate(minute=TruncMinute("occurred_at", tzinfo=UTC)).values(
+            "event_type", "is_machine", "minute"
+        )
+        for row in minutes.annotate(n=Count("id")):
+            for kind in _engagement_kinds(row["event_type"], row["is_machine"], "minute"):
+                _add(counts, (kind, minute_key(row["minute"])), row["n"])
     links = engagement.filter(event_type="click").exclude(link="").values("is_machine", "link")
     for row in links.annotate(n=Count("id")):
         for kind in _engagement_kinds("click", row["is_machine"], "link"):
-            _add(counts, (kind, row["link"][:KEY_LENGTH]), row["n"])
+            _add(counts, (kind, link_key(row["link"])), row["n"])
     domain = Lower(Substr("recipient__email", StrIndex("recipient__email", Value("@")) + 1))
     domains = (
         events.filter(event_type__in=["delivery", "bounce"], recipient__isnull=False)

@@ -67,9 +67,13 @@ class RecipientTable(tables.Table):
         attrs = {"class": "table is-fullwidth is-hoverable is-narrow"}
 
     def render_email(self, record: Recipient, value: str):
+        # static/js/reports.js opens the timeline in a row under this one (a second click closes it).
+        url = reverse("reports:timeline", args=[record.pk])
         return format_html(
-            '<a href="#timeline" hx-get="{}" hx-target="#timeline" hx-swap="innerHTML">{}</a>',
-            reverse("reports:timeline", args=[record.pk]),
+            '<a href="{}" data-timeline-url="{}" data-recipient="{}" aria-expanded="false">{}</a>',
+            url,
+            url,
+            record.pk,
             value,
         )
 
@@ -81,9 +85,28 @@ class RecipientTable(tables.Table):
         return localtime(moment).strftime("%d %b %Y %H:%M") if moment else "—"
 
 
+EXPORT_CHUNK = 2000
+
+
 def export_rows(rows: QuerySet) -> Iterator[list[str]]:
+    """The CSV rows: a header, then one row per recipient, read in chunks of ``EXPORT_CHUNK``.
+
+    ``error`` says what went wrong: the send error if SES refused the message, then (one query per
+    chunk) the recipient's last bounce (type, subtype, SES's diagnostic) and complaint (feedback type).
+    """
     yield ["email", "sending_status", "last_event", "last_event_at", "sent_at", "ses_message_id", "error"]
-    for recipient in rows.order_by("id").iterator(chunk_size=2000):
+    chunk: list[Recipient] = []
+    for recipient in rows.order_by("id").iterator(chunk_size=EXPORT_CHUNK):
+        chunk.append(recipient)
+        if len(chunk) == EXPORT_CHUNK:
+            yield from _export_chunk(chunk)
+            chunk = []
+    yield from _export_chunk(chunk)
+
+
+def _export_chunk(chunk: list[Recipient]) -> Iterator[list[str]]:
+    problems = delivery_problems([recipient.pk for recipient in chunk])
+    for recipient in chunk:
         yield [
             recipient.email,
             recipient.status,
@@ -91,8 +114,32 @@ def export_rows(rows: QuerySet) -> Iterator[list[str]]:
             recipient.last_event_at.isoformat() if recipient.last_event_at else "",
             recipient.sent_at.isoformat() if recipient.sent_at else "",
             recipient.ses_message_id or "",
-            recipient.error,
+            "; ".join(part for part in (recipient.error, *problems.get(recipient.pk, ())) if part),
         ]
+
+
+def delivery_problems(recipient_ids: list[int]) -> dict[int, list[str]]:
+    """{recipient id: ["Bounce Permanent/General: 5.1.1 smtp; 550 …", "Complaint: abuse"]}, from each
+    recipient's last bounce and last complaint event (as tracking.services stored them)."""
+    if not recipient_ids:
+        return {}
+    last: dict[tuple[int, str], Event] = {}
+    events = Event.objects.filter(
+        recipient_id__in=recipient_ids, event_type__in=[Event.Type.BOUNCE, Event.Type.COMPLAINT]
+    ).only("recipient_id", "event_type", "bounce_type", "bounce_subtype", "detail")
+    for event in events.order_by("occurred_at", "id"):
+        last[(event.recipient_id, event.event_type)] = event
+    problems: dict[int, list[str]] = {}
+    for (recipient_id, kind), event in sorted(last.items()):
+        problems.setdefault(recipient_id, []).append(_problem_text(kind, event))
+    return problems
+
+
+def _problem_text(kind: str, event: Event) -> str:
+    if kind == Event.Type.BOUNCE:
+        reason = "/".join(part for part in (event.bounce_type, event.bounce_subtype) if part) or "type not given"
+        return f"Bounce {reason}: {event.detail}" if event.detail else f"Bounce {reason}"
+    return f"Complaint: {event.detail}" if event.detail else "Complaint: no feedback type given"
 
 
 def segment_from_filter(*, campaign: Campaign, outcome: str, link: str = "", search: str = "") -> Segment:

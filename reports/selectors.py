@@ -14,11 +14,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from reports.breakdowns import breakdown_map, breakdown_rows
+from reports.breakdowns import MINUTE_WINDOW, breakdown_map, breakdown_rows
 from tracking.models import CampaignStats
-
-# Hourly points for the first days of a campaign, then daily.
-HOURLY_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -30,6 +27,44 @@ class Rate:
     @property
     def percent(self) -> str:
         return "–" if self.value is None else f"{100 * self.value:.1f}%"
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """ "Opened" (or "clicked") as every page shows it: the one definition, used everywhere.
+
+    The headline is people: recipients with at least one open (click) not flagged as automatic
+    (privacy proxies, link scanners). Beside it, labelled, the raw figures: recipients with any
+    open including automatic ones, and every open notification.
+    """
+
+    verb: str  # "opened" or "clicked"
+    noun: str  # "opens" or "clicks"
+    people: int  # the headline
+    including_automatic: int
+    notifications: int
+
+    @property
+    def caption(self) -> str:
+        """What stands beside the headline, e.g. "198 opened · 237 incl. automatic opens"."""
+        return f"{self.people:,} {self.verb} · {self.including_automatic:,} incl. automatic {self.noun}"
+
+    @property
+    def explanation(self) -> str:
+        return (
+            f"People who {self.verb} at least once. Automatic {self.noun} (mail privacy proxies and link"
+            f" scanners) are left out of the headline; {self.notifications:,} {self.noun} were recorded in all."
+        )
+
+
+def opened(stats: CampaignStats) -> Engagement:
+    """ "Opened": recipients with a human open (see Engagement)."""
+    return Engagement("opened", "opens", stats.unique_human_opens, stats.unique_opens, stats.opens)
+
+
+def clicked(stats: CampaignStats) -> Engagement:
+    """ "Clicked": recipients with a human click (see Engagement)."""
+    return Engagement("clicked", "clicks", stats.unique_human_clicks, stats.unique_clicks, stats.clicks)
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -70,6 +105,8 @@ def headline(campaign: Campaign) -> dict:
         "unique_human_engaged": stats.unique_human_engaged,
         "unsubscribed": stats.unsubscribed,
         "last_event_at": stats.last_event_at,
+        "opened": opened(stats),
+        "clicked": clicked(stats),
     }
     figures["rates"] = [
         Rate("Delivery rate", _ratio(stats.delivered, stats.sent), "Recipients delivered ÷ recipients sent to SES."),
@@ -112,43 +149,79 @@ def headline(campaign: Campaign) -> dict:
     return figures
 
 
-def activity_series(campaign: Campaign) -> tuple[list[datetime], dict[str, list[int]], str]:
-    """Opens and clicks over time: hourly during the first days, then per day."""
-    kinds = ["hour:open", "hour:human_open", "hour:click", "hour:human_click"]
+@dataclass(frozen=True)
+class TimeStep:
+    size: timedelta
+    label: str  # "Opens and clicks per …"
+    time_format: str  # for the axis, in the site's time zone
+    source: str  # the breakdown counted at this resolution: "minute" or "hour"
+
+
+# The chart's step, by the campaign's age: up to this age, this step (about 10 to 72 points).
+TIME_STEPS = (
+    (timedelta(minutes=45), TimeStep(timedelta(minutes=1), "minute", "%H:%M", "minute")),
+    (timedelta(hours=2), TimeStep(timedelta(minutes=5), "5 minutes", "%H:%M", "minute")),
+    (MINUTE_WINDOW, TimeStep(timedelta(minutes=15), "15 minutes", "%d %b %H:%M", "minute")),
+    (timedelta(days=3), TimeStep(timedelta(hours=1), "hour", "%d %b %H:00", "hour")),
+)
+DAILY = TimeStep(timedelta(days=1), "day", "%d %b", "hour")
+# Drawn in this order: the "all" lines (dashed, reports.charts) under the human ones.
+SERIES_NAMES = {
+    "open": "Opens (all)",
+    "click": "Clicks (all)",
+    "human_open": "Opens (human)",
+    "human_click": "Clicks (human)",
+}
+
+
+def time_step(age: timedelta) -> TimeStep:
+    """Minutes in a campaign's first hours, then hours, then days."""
+    return next((step for limit, step in TIME_STEPS if age <= limit), DAILY)
+
+
+def activity_series(campaign: Campaign) -> tuple[list[datetime], dict[str, list[int]], TimeStep]:
+    """Opens and clicks over time, at the step that suits the campaign's age (``time_step``).
+
+    Young campaigns are drawn from their start to now (time passing without opens shows too);
+    older ones up to their last counted activity.
+    """
+    now = timezone.now()
+    kinds = [f"{source}:{name}" for source in ("minute", "hour") for name in SERIES_NAMES]
     data = breakdown_map(campaign_id=campaign.pk, kinds=kinds)
-    hours = sorted({key for values in data.values() for key in values})
+    hours = sorted({key for name in SERIES_NAMES for key in data[f"hour:{name}"]})
     if not hours:
-        return [], {}, "hour"
-    first = _parse_hour(hours[0])
-    last = max(_parse_hour(hours[-1]), first)
-    daily = last - first > timedelta(days=HOURLY_DAYS)
-    step = timedelta(days=1) if daily else timedelta(hours=1)
-    start = first.replace(hour=0) if daily else first
-    buckets: list[datetime] = []
-    moment = start
-    while moment <= last:
-        buckets.append(moment)
-        moment += step
-    index = {bucket: i for i, bucket in enumerate(buckets)}
-    names = {
-        "hour:human_open": "Opens (human)",
-        "hour:open": "Opens (all)",
-        "hour:human_click": "Clicks (human)",
-        "hour:click": "Clicks (all)",
-    }
+        return [], {}, time_step(now - (campaign.started_at or now))
+    began = campaign.started_at or _parse_key(hours[0])
+    step = time_step(now - began)
+    if step.source == "minute" and campaign.started_at is None:  # minutes are counted from the start
+        step = TIME_STEPS[-1][1]
+    last = _parse_key(hours[-1]) + timedelta(hours=1) - timedelta(seconds=1)
+    end = now if step.size < timedelta(days=1) else min(now, last)
+    keys = sorted({key for name in SERIES_NAMES for key in data[f"{step.source}:{name}"]}) or hours
+    first = _floor(min(began, _parse_key(keys[0])), step)
+    # round(): a day across a daylight-saving change is 23 or 25 hours long.
+    count = round((_floor(max(end, first), step) - first) / step.size) + 1
+    buckets = [first + step.size * i for i in range(count)]
     series = {}
-    for kind in ("hour:human_open", "hour:open", "hour:human_click", "hour:click"):
-        values = [0] * len(buckets)
-        for key, count in data[kind].items():
-            moment = _parse_hour(key)
-            bucket = moment.replace(hour=0) if daily else moment
-            values[index[bucket]] += count
-        series[names[kind]] = values
-    return buckets, series, "day" if daily else "hour"
+    for name, label in SERIES_NAMES.items():
+        values = [0] * count
+        for key, amount in data[f"{step.source}:{name}"].items():
+            index = round((_floor(_parse_key(key), step) - first) / step.size)
+            values[min(max(index, 0), count - 1)] += amount
+        series[label] = values
+    return buckets, series, step
 
 
-def _parse_hour(key: str) -> datetime:
-    return datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+def _floor(moment: datetime, step: TimeStep) -> datetime:
+    if step.size >= timedelta(days=1):  # whole days in the site's time zone
+        return timezone.localtime(moment).replace(hour=0, minute=0, second=0, microsecond=0)
+    seconds = step.size.total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, tz=UTC)
+
+
+def _parse_key(key: str) -> datetime:
+    """A breakdown time key ("2026-11-27T14" or "2026-11-27T14:05", UTC)."""
+    return datetime.strptime(key, "%Y-%m-%dT%H:%M" if ":" in key else "%Y-%m-%dT%H").replace(tzinfo=UTC)
 
 
 def funnel(campaign: Campaign, figures: dict) -> list[tuple[str, int]]:
@@ -156,8 +229,8 @@ def funnel(campaign: Campaign, figures: dict) -> list[tuple[str, int]]:
         ("Recipients", figures["recipients"]),
         ("Sent", figures["sent"]),
         ("Delivered", figures["delivered"]),
-        ("Opened (human)", figures["unique_human_opens"]),
-        ("Clicked (human)", figures["unique_human_clicks"]),
+        ("Opened", figures["opened"].people),
+        ("Clicked", figures["clicked"].people),
     ]
 
 
@@ -180,8 +253,17 @@ def domain_table(campaign: Campaign, *, limit: int = 10) -> list[dict]:
     return rows
 
 
+SYSTEM_LINK_LABELS = {
+    "system:unsubscribe": "Unsubscribe links",
+    "system:preferences": "Preferences links",
+    "system:view_online": "View-online links",
+}
+
+
 def top_links(campaign: Campaign, *, limit: int = 10) -> list[tuple[str, int]]:
-    return breakdown_rows(campaign_id=campaign.pk, kind="link:human_click", limit=limit)
+    """Human clicks per link; the personal system links are one row each (reports.breakdowns)."""
+    rows = breakdown_rows(campaign_id=campaign.pk, kind="link:human_click", limit=limit)
+    return [(SYSTEM_LINK_LABELS.get(key, key), count) for key, count in rows]
 
 
 def bounce_reasons(campaign: Campaign, *, limit: int = 10) -> list[tuple[str, int]]:

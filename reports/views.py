@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -17,37 +16,21 @@ from campaigns.exports import Echo, formula_escape
 from campaigns.models import Campaign, Recipient
 from campaigns.tables import table_paginate
 from cobalt_mail.params import id_params
-from reports import charts, recipients, selectors
+from reports import account, charts, recipients, selectors
 from reports.breakdowns import recipient_total_expression
 from tracking.models import CampaignStats, Event, Suppression
 
-_quota_cache: dict[str, tuple[float, dict | None]] = {}
+# People solid and on top; everything (automatic opens and clicks included) dashed beneath.
+ACTIVITY_STYLES = {
+    "Opens (human)": ("#1d4ed8", False),
+    "Opens (all)": ("#60a5fa", True),
+    "Clicks (human)": ("#15803d", False),
+    "Clicks (all)": ("#4ade80", True),
+}
 
 
 def _campaign(pk: int) -> Campaign:
     return get_object_or_404(Campaign, pk=pk)
-
-
-def send_quota() -> dict | None:
-    """SES GetSendQuota, cached for a minute; None when SES cannot be reached."""
-    cached = _quota_cache.get("quota")
-    if cached and time.monotonic() - cached[0] < 60:
-        return cached[1]
-    from campaigns.ratelimit import ses_send_quota
-
-    quota = ses_send_quota()  # None is shown as "not reachable": the dashboard must still load
-    result = (
-        None
-        if quota is None
-        else {
-            "max_24h": quota["Max24HourSend"],
-            "sent_24h": quota["SentLast24Hours"],
-            "max_rate": quota["MaxSendRate"],
-            "used": quota["SentLast24Hours"] / quota["Max24HourSend"] if quota["Max24HourSend"] else None,
-        }
-    )
-    _quota_cache["quota"] = (time.monotonic(), result)
-    return result
 
 
 @require_GET
@@ -69,6 +52,7 @@ def index(request: HttpRequest) -> HttpResponse:
                 "sent": stat.sent,
                 "percent": round(100 * stat.sent / total) if total else 0,
                 "delivery": selectors.Rate("", selectors._ratio(stat.delivered, stat.sent), "").percent,
+                "opened": selectors.opened(stat),
                 "open": selectors.Rate("", selectors._ratio(stat.unique_human_opens, stat.delivered), "").percent,
                 "click": selectors.Rate("", selectors._ratio(stat.unique_human_clicks, stat.delivered), "").percent,
                 # Hard bounces, as SES counts its bounce rate.
@@ -78,7 +62,8 @@ def index(request: HttpRequest) -> HttpResponse:
     context = {
         "rows": rows,
         "health": selectors.account_health(),
-        "quota": send_quota(),
+        "quota": account.send_quota(),
+        "send_rate": account.send_rate(),
         "suppressed": Suppression.objects.count(),
     }
     return render(request, "reports/index.html", context)
@@ -86,15 +71,19 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def _report_context(campaign: Campaign) -> dict:
     figures = selectors.headline(campaign)
-    times, series, unit = selectors.activity_series(campaign)
+    times, series, step = selectors.activity_series(campaign)
     return {
         "campaign": campaign,
         "figures": figures,
         "interval": selectors.refresh_interval(campaign, figures),
         "activity_chart": charts.line_chart(
-            times, series, title="Opens and clicks over time", time_format="%d %b" if unit == "day" else "%d %b %H:00"
+            times,
+            series,
+            title=f"Opens and clicks per {step.label}",
+            time_format=step.time_format,
+            styles=ACTIVITY_STYLES,
         ),
-        "activity_unit": unit,
+        "activity_unit": step.label,
         "funnel_chart": charts.bar_chart(selectors.funnel(campaign, figures), title="Delivery funnel"),
         "bounce_chart": charts.bar_chart(selectors.bounce_reasons(campaign), title="Bounce reasons", color="#dc2626"),
         "links_chart": charts.bar_chart(selectors.top_links(campaign), title="Top links", color="#16a34a"),
@@ -130,6 +119,11 @@ def compare(request: HttpRequest) -> HttpResponse:
     columns = [(campaign, selectors.headline(campaign)) for campaign in campaigns]
     labels = [rate.label for rate in columns[0][1]["rates"]] if columns else []
     rows = [(label, [figures["rates"][index].percent for _, figures in columns]) for index, label in enumerate(labels)]
+    # (label, key, [(campaign, Engagement), …]): people as the headline, the raw figure beside it.
+    engagement = [
+        (name, key, [(campaign, figures[key]) for campaign, figures in columns])
+        for name, key in [("Opened", "opened"), ("Clicked", "clicked")]
+    ]
     counts = [
         (name, [figures[key] for _, figures in columns])
         for name, key in [
@@ -139,12 +133,14 @@ def compare(request: HttpRequest) -> HttpResponse:
             ("Bounced (hard)", "bounced_hard"),
             ("Bounced (soft)", "bounced_soft"),
             ("Complaints", "complained"),
-            ("Unique opens (human)", "unique_human_opens"),
-            ("Unique clicks (human)", "unique_human_clicks"),
             ("Unsubscribes", "unsubscribed"),
         ]
     ]
-    return render(request, "reports/compare.html", {"campaigns": campaigns, "rows": rows, "counts": counts})
+    return render(
+        request,
+        "reports/compare.html",
+        {"campaigns": campaigns, "rows": rows, "counts": counts, "engagement": engagement},
+    )
 
 
 # --- recipients of a campaign -----------------------------------------------------------------

@@ -197,3 +197,32 @@ class RecipientActivity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["recipient", "kind"], name="recipient_activity_unique")]
+
+
+class SimulatorCursor(models.Model):
+    """How far the local event simulator (``make run``) has read what a local SES accepted.
+
+    Kept in the database it posts events for, so a fresh database starts from nothing: state in a
+    file shared by every database once delivered an earlier run's complaint to a new one. One row
+    per local SES address; ``instance`` names the local SES process (a new one starts at 0).
+    Development only.
+    """
+
+    ses_endpoint = models.CharField(max_length=200, unique=True)
+    instance = models.CharField(max_length=100, blank=True)
+    position = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class SimulatedNotification(models.Model):
+    """An SES event the local simulator planned and has not posted yet (development only).
+
+    Written with the cursor in one transaction, deleted once the webhook answered: a restarted
+    simulator neither repeats nor loses events. The SNS MessageId is fixed when planned, so a post
+    repeated after a crash is recognised by the webhook as the same notification.
+    """
+
+    due_at = models.FloatField(db_index=True)  # Unix time at which to post it
+    sns_message_id = models.CharField(max_length=100, unique=True)
+    ses_message_id = models.CharField(max_length=100)
+    record = models.JSONField()

@@ -48,7 +48,7 @@ def test_an_unknown_merge_field_is_an_error_when_saving(staff_client):
         ("subject", "{{ settings.SECRET_KEY }}", "Subject, line 1: unknown merge field"),
         ("preheader", "{% debug %}", "Preheader, line 1: the tag"),
         ("html_body", '{% include "base.html" %}', "HTML body, line 1: the tag"),
-        ("text_body", "{% if first_name %}", "Plain-text body, line 1:"),
+        ("text_body", "{% if first_name %}", "Plain-text body, line 1, column 1:"),
     ],
 )
 def test_every_part_is_checked_when_saving(staff_client, field, value, message):

@@ -80,7 +80,7 @@ def test_it_reports_every_bad_row_with_its_line_and_reason_and_imports_the_rest(
     }
     with open(rejected, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["line", "reason", "values"]
+    assert rows[0] == ["line", "reason", "email", "first_name", "last_name"]
     assert [row[:2] for row in rows[1:]] == [[str(line), reason] for line, reason in reasons.items()]
     assert rows[1][2:] == ["not-an-address", "Bad", "Row"]
 
@@ -162,7 +162,8 @@ def test_it_detects_a_windows_1252_file(tmp_path):
         ),
         (b"name,phone\nAda,123\n", "No email column"),
         (b"Just a letter to say hello.\nBest wishes.\n", "No email column"),
-        (b"email,Email Address\na@example.org,b@example.org\n", "more than once"),
+        (b"email,Email Address\na@example.org,b@example.org\n", "both imported as email"),
+        (b"email,City,city\na@example.org,Bonn,Bonn\n", "more than once"),
         ("email\n".encode("utf-16"), "UTF-16"),
     ],
     ids=[
@@ -175,6 +176,7 @@ def test_it_detects_a_windows_1252_file(tmp_path):
         "no-email",
         "prose",
         "dup-column",
+        "dup-attribute",
         "utf16",
     ],
 )

@@ -41,6 +41,13 @@ def queued_tasks() -> list[dict]:
     return [entry.task for entry in OrmQ.objects.all()]
 
 
+def confirm_columns(staff_client, job: ImportJob):
+    """Post the mapping step as shown (the guessed field of every column)."""
+    job.refresh_from_db()
+    fields = {f"column_{position}": column["field"] for position, column in enumerate(job.column_mapping)}
+    return staff_client.post(f"/audiences/imports/{job.pk}/columns/", fields)
+
+
 @pytest.fixture(autouse=True)
 def empty_queue():
     from django_q.brokers import get_broker
@@ -60,6 +67,10 @@ def test_an_upload_queues_a_task_with_the_job_id_and_the_page_polls_its_progress
         )
 
     job = ImportJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/audiences/imports/{job.pk}/columns/"
+    assert queued_task_args() == []  # nothing before the columns are confirmed
+    with django_capture_on_commit_callbacks(execute=True):
+        response = confirm_columns(staff_client, job)
     assert response.status_code == 302 and response["Location"] == f"/audiences/imports/{job.pk}/"
     assert queued_task_args() == [("campaigns.imports.import_job_run", (job.pk,))]
     page = staff_client.get(response["Location"])
@@ -116,6 +127,7 @@ def test_an_import_task_gets_the_import_time_limit_not_the_cluster_one(
         staff_client.post(
             "/audiences/imports/", {"file": upload("a.csv", b"email\nada@example.org\n"), "new_list": "A"}
         )
+        confirm_columns(staff_client, ImportJob.objects.get())
 
     (task,) = queued_tasks()
     assert task["func"] == "campaigns.imports.import_job_run"
@@ -135,6 +147,8 @@ def test_an_import_whose_worker_died_is_restarted_by_the_tick_and_finishes(
     with django_capture_on_commit_callbacks(execute=True):
         staff_client.post("/audiences/imports/", {"file": upload("a.csv", content), "new_list": "Members"})
         staff_client.post("/audiences/imports/", {"file": upload("b.csv", content), "new_list": "Others"})
+        for job in ImportJob.objects.all():
+            confirm_columns(staff_client, job)
     dead, alive = ImportJob.objects.order_by("pk")
     # Both were claimed by workers; the first worker was killed 20 minutes ago, the second beats.
     long_ago = timezone.now() - timedelta(seconds=settings.IMPORT_STALE_SECONDS + 300)

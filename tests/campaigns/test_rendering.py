@@ -129,7 +129,7 @@ def test_unknown_fields_and_bad_syntax_point_at_the_line():
         r"Did you mean 'first_name'\?",
     ):
         compile_template("<p>\nHello\n{{ frist_name }}</p>", part="HTML body")
-    with pytest.raises(TemplateProblem, match=r"HTML body, line 2: .*Unclosed tag"):
+    with pytest.raises(TemplateProblem, match=r"HTML body, line 2, column 1: .* is never closed"):
         compile_template("<p>x</p>\n{% if first_name %}<p>y</p>", part="HTML body")
 
 

@@ -25,7 +25,7 @@ PAYLOAD = (
 )
 
 
-def test_script_in_campaign_html_does_not_run_in_the_preview(logged_in_page, live_server):
+def test_script_in_campaign_html_does_not_run_in_the_preview(logged_in_page, live_server, page_problems):
     campaign = CampaignFactory(name="Hostile", html_body=PAYLOAD)
     page = logged_in_page
     blocked: list[str] = []
@@ -45,12 +45,16 @@ def test_script_in_campaign_html_does_not_run_in_the_preview(logged_in_page, liv
     assert inner.evaluate("document.title") == ""
     assert inner.evaluate("typeof window.__pwned") == "undefined"
     assert any("Content Security Policy" in text or "sandboxed" in text for text in blocked)
+    # The payload's own doing, and nothing else: its scripts blocked by the sandbox, its broken image.
+    problems = page_problems.take()
+    assert problems and all("sandboxed" in line or "/no-such-image.png" in line for line in problems), problems
     screenshot(page, "compose-preview-sandbox")
 
 
 def test_switching_body_modes_keeps_content_or_asks_first(logged_in_page, live_server):
     page = logged_in_page
     page.goto(f"{live_server.url}/campaigns/new/")
+    page.click("label.body-mode-choice:has-text('HTML')")  # new campaigns open in rich text
     page.fill("#id_html_body", "<table><tr><td>Cell {{ first_name }}</td></tr></table>")
 
     dialogs: list[str] = []

@@ -27,6 +27,12 @@ from tests.cobalt_mail.test_csp import NOT_PAGES, assert_site_policy, directives
 from tests.factories import campaign_to, list_with_contacts
 from tracking.models import CampaignStats, Event, Suppression
 
+# A 1 x 1 transparent PNG.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -52,6 +58,13 @@ def staff_pages(staff_user) -> dict[str, str]:
         created=3,
         rejected=1,
         rejected_preview=[{"line": 5, "reason": "not an email address", "email": "nope"}],
+    )
+    waiting = ImportJob.objects.create(
+        original_name="Mitglieder.csv",
+        contact_list=contact_list,
+        status=ImportJob.Status.MAPPING,
+        column_mapping=[{"name": "E-Mail", "field": "email"}, {"name": "Vorname", "field": "first_name"}],
+        sample_rows=[["jo@example.org", "Jo"]],
     )
     # A remote image in a rich-text body: the editor shows it on the staff page (img-src https:).
     draft = campaign_to(
@@ -92,9 +105,11 @@ def staff_pages(staff_user) -> dict[str, str]:
         "audiences:segment_delete": [segment.pk],
         "audiences:import_detail": [job.pk],
         "audiences:import_progress": [job.pk],
+        "audiences:import_mapping": [waiting.pk],
         "audiences:suppression_remove": [suppression.pk],
         "compose:preview": [draft.pk],
         "compose:preview_html": [draft.pk],
+        "compose:link_results": [draft.pk],
         "compose:attachments": [draft.pk],
         "compose:layout_edit": [layout.pk],
         "compose:layout_delete": [layout.pk],
@@ -127,6 +142,9 @@ def test_it_serves_every_page_under_the_policy_without_a_violation(logged_in_pag
     pages = staff_pages(staff_user)
     recipient_pages = pages.pop("recipient-pages")
     page = logged_in_page
+    # The body's remote image, served without a network. The browser applies the policy before a
+    # request is made, so an image the policy refused would still be reported as a violation.
+    page.route("https://images.example.org/**", lambda route: route.fulfill(body=TINY_PNG, content_type="image/png"))
 
     for name, path in pages.items():
         response = page.goto(f"{live_server.url}{path}")
@@ -198,7 +216,9 @@ def test_the_rich_text_editor_and_htmx_work_under_the_policy(logged_in_page, liv
     expect(page.locator("#contact-results tbody tr")).to_have_count(2)  # swapped in by htmx
 
 
-def test_the_collector_catches_an_inline_script_and_style_under_the_site_policy(page, live_server, csp_violations):
+def test_the_collector_catches_an_inline_script_and_style_under_the_site_policy(
+    page, live_server, csp_violations, page_problems
+):
     injected = (
         '<script>document.title = "injected ran"</script>'
         '<p id="styled" style="color: rgb(255, 0, 0)">styled</p>'
@@ -222,3 +242,5 @@ def test_the_collector_catches_an_inline_script_and_style_under_the_site_policy(
     for directive in ("script-src-elem", "script-src-attr", "style-src-attr"):
         assert f"enforce {directive} blocked inline" in reports, reports
     assert "console: " in reports and "Content Security Policy" in reports
+    # The injected image is missing on purpose: the failed-request rule reports it, and this test takes it.
+    assert any("/static/no-such.png answered 404" in line for line in page_problems.take())

@@ -39,7 +39,6 @@ def test_the_report_page_updates_itself_as_events_arrive(
     simulator = Simulator(
         webhook_url=f"{live_server.url}/tracking/ses/",
         ses_endpoint=ses.url,
-        state_path=tmp_path / "state.json",
         identity=signing,
         cert_url=cert_server.cert_url,
         topic_arn=TOPIC_ARN,
@@ -53,7 +52,7 @@ def test_the_report_page_updates_itself_as_events_arrive(
     expect(page.get_by_test_id("fig-delivered")).to_have_text("7", timeout=20_000)
     expect(page.get_by_test_id("fig-bounced")).to_have_text("1")
     expect(page.get_by_test_id("fig-complained")).to_have_text("1")
-    expect(page.get_by_test_id("fig-opened")).to_have_text("6")
+    expect(page.get_by_test_id("opened-headline")).to_have_text("6")
     assert page.locator("svg.chart polyline").count() >= 1
     screenshot(page, "report-live")
 
@@ -62,5 +61,5 @@ def test_the_report_page_updates_itself_as_events_arrive(
     expect(page.locator("#recipients tbody tr")).to_have_count(1)
     expect(page.locator("#recipients tbody")).to_contain_text("bounce@simulator.amazonses.com")
     page.click("#recipients tbody a")
-    expect(page.locator("#timeline")).to_contain_text("Bounce")
+    expect(page.locator("#recipients tr.timeline-row")).to_contain_text("Bounce")
     screenshot(page, "report-recipients")

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from reports.breakdowns import breakdown_bump, breakdown_rows
-from reports.selectors import activity_series, headline, refresh_interval
+from reports.selectors import headline, refresh_interval
 from tests.factories import CampaignFactory
 from tracking.models import CampaignStats
 
@@ -64,20 +64,6 @@ def test_breakdown_upserts_add_up_and_sort_by_count():
     )
     breakdown_bump(campaign_id=campaign.pk, items=[("link:click", "https://b", 3)])
     assert breakdown_rows(campaign_id=campaign.pk, kind="link:click") == [("https://b", 4), ("https://a.example", 2)]
-
-
-def test_activity_is_hourly_in_the_first_days_then_daily():
-    campaign = sent_campaign(sent=10)
-    breakdown_bump(
-        campaign_id=campaign.pk, items=[("hour:human_open", "2026-11-27T10", 3), ("hour:open", "2026-11-27T12", 5)]
-    )
-    times, series, unit = activity_series(campaign)
-    assert unit == "hour" and len(times) == 3
-    assert series["Opens (human)"] == [3, 0, 0] and series["Opens (all)"] == [0, 0, 5]
-    breakdown_bump(campaign_id=campaign.pk, items=[("hour:click", "2026-12-05T09", 1)])
-    times, series, unit = activity_series(campaign)
-    assert unit == "day"
-    assert series["Clicks (all)"][-1] == 1 and sum(series["Opens (all)"]) == 5
 
 
 def test_live_refresh_slows_down_as_activity_falls_and_stops_after_48_quiet_hours():
