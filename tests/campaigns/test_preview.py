@@ -66,7 +66,8 @@ def test_the_plain_text_view_shows_the_text_part(staff_client):
     response = staff_client.get(reverse("compose:preview", args=[campaign.pk]), {"view": "text"})
 
     content = response.content.decode()
-    assert 'id="preview-text" tabindex="0" aria-label="Plain-text version">Hi Alex\nMore (https://example.org/x)\n</pre>' in content
+    text_part = 'aria-label="Plain-text version">Hi Alex\nMore (https://example.org/x)\n</pre>'
+    assert f'<pre class="box" id="preview-text" tabindex="0" {text_part}' in content
     assert "<iframe" not in content
 
 
