@@ -236,7 +236,7 @@ def measure_old(setup: Setup, old_dir: Path, *, seconds: float) -> tuple[float, 
     return rate, peak
 
 
-def run(*, sizes: tuple[int, ...] = (5000, 20000), connections: int = 8, old_seconds: float = 60.0) -> list[str]:
+def run(*, sizes: tuple[int, ...] = (5000, 20000), connections: int = 32, old_seconds: float = 60.0) -> list[str]:
     lines = []
     workdir = Path(tempfile.mkdtemp(prefix="cobalt-bench-simulator-"))
     old_dir = workdir / "old"
@@ -246,7 +246,9 @@ def run(*, sizes: tuple[int, ...] = (5000, 20000), connections: int = 8, old_sec
     (old_dir / "old_simulator.py").write_text(old_source)
     try:
         for size in sizes:
-            setup = Setup(size, workdir)
+            size_dir = workdir / f"size-{size}"  # a fresh database per size
+            size_dir.mkdir()
+            setup = Setup(size, size_dir)
             try:
                 new_rate, new_peak, stored = measure_new(setup, connections)
                 old_rate, old_peak = measure_old(setup, old_dir, seconds=old_seconds)
