@@ -748,7 +748,9 @@ def import_job_discard(*, job: ImportJob) -> None:
 
 
 def imports_discard_abandoned() -> int:
-    """Uploads left at the mapping step for a day are deleted (their files hold personal data)."""
+    """Uploads left at the mapping step for a day are deleted (their files hold personal data).
+
+    Called by the engine tick, and at each upload."""
     abandoned = ImportJob.objects.filter(status=ImportJob.Status.MAPPING, created_at__lt=timezone.now() - MAPPING_KEEP)
     for job in abandoned:
         import_job_discard(job=job)

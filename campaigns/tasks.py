@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from campaigns import engine, linkcheck, services
 from campaigns.audience import audience_snapshot
-from campaigns.imports import imports_restart_stale
+from campaigns.imports import imports_discard_abandoned, imports_restart_stale
 from campaigns.models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def links_check(campaign_id: int) -> int:
 def engine_tick() -> dict:
     """Twice a minute (two schedules, half a minute apart): start overdue scheduled campaigns,
     requeue claims of dead dispatchers, restart dispatchers for sending campaigns whose dispatchers
-    stopped beating, and restart imports whose worker died."""
+    stopped beating, restart imports whose worker died, and delete uploads nobody confirmed."""
     now = timezone.now()
     started = 0
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, scheduled_at__lte=now).values_list(
@@ -73,4 +73,11 @@ def engine_tick() -> dict:
             services.dispatchers_start(campaign_id=campaign.pk)
             restarted += 1
     imports = imports_restart_stale()
-    return {"started": started, "requeued": sum(requeued.values()), "restarted": restarted, "imports": len(imports)}
+    discarded = imports_discard_abandoned()  # their files hold personal data: not kept until the next upload
+    return {
+        "started": started,
+        "requeued": sum(requeued.values()),
+        "restarted": restarted,
+        "imports": len(imports),
+        "uploads_discarded": discarded,
+    }

@@ -17,6 +17,7 @@ from django_q.brokers import get_broker
 
 from campaigns.imports import ImportRefused, contacts_import, file_head_read, import_job_run, mapping_guess
 from campaigns.models import Contact, ContactList, ImportJob
+from campaigns.tasks import engine_tick
 from tests.campaigns.test_import_upload import confirm_columns, queued_task_args
 from tests.factories import ContactListFactory
 
@@ -236,6 +237,19 @@ def test_an_upload_left_at_the_mapping_step_for_a_day_is_deleted_at_the_next_upl
     upload(staff_client, b"email\nbob@example.org\n", name="other.csv")
 
     assert list(ImportJob.objects.values_list("original_name", flat=True)) == ["other.csv"]
+    assert not old_file.exists()
+
+
+def test_the_engine_tick_deletes_an_upload_left_at_the_mapping_step_for_a_day(staff_client):
+    upload(staff_client, b"email\nada@example.org\n")
+    upload(staff_client, b"email\nbob@example.org\n", name="today.csv")
+    old = ImportJob.objects.exclude(original_name="today.csv").get()
+    ImportJob.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    old_file = Path(old.file.path)
+
+    assert engine_tick()["uploads_discarded"] == 1
+
+    assert list(ImportJob.objects.values_list("original_name", flat=True)) == ["today.csv"]
     assert not old_file.exists()
 
 
