@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTHON := $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3.13 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo $$p; break; fi; done)
 
-.PHONY: run test lint format bench clean freeze vendor check-python
+.PHONY: run test test-fast lint format bench clean freeze vendor check-python
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -29,9 +29,15 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Everything but the browser tests (tests/e2e) and the real-qcluster worker tests: the markers are
+# set in tests/conftest.py. `make test` before pushing.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not browser and not worker" $(PYTEST_ARGS)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

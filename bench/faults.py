@@ -2,7 +2,7 @@
 
 Each scenario sends one campaign through real ``manage.py qcluster`` processes (Redis broker and
 Redis rate limiter on their own Redis database, PostgreSQL in a throw-away database
-``cobalt_bench_faults``, migrated once) to the in-process SES stub (``bench.ses_stub.StubSES``,
+``cobalt_bench_faults``, migrated once) to the in-process SES stub (``tests.ses_stub.StubSES``,
 ``record=True``: every message SES accepted, with its arrival and acceptance times), injects
 its fault and prints one line: what was lost, what went out twice, whether the counters equal
 the recipients' statuses, and how long the campaign (or the recovery) took. docs/reliability.md
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench import pg
 from bench.run import child_env, machine, migrate, new_campaign, seed
-from bench.ses_stub import Received, StubSES, Timing
+from tests.ses_stub import Received, StubSES, Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cobalt_bench_faults"
@@ -228,8 +228,8 @@ class Run:
     # --- the campaign
 
     def send(self) -> None:
-        from campaigns.audience import audience_snapshot
         from campaigns.services import campaign_send_now
+        from campaigns.snapshot import audience_snapshot
 
         self.campaign = new_campaign(self.contact_list, f"fault {self.name}")
         audience_snapshot(campaign_id=self.campaign.pk)
@@ -319,8 +319,8 @@ def cluster_ready(pid: int) -> bool:
 def counters_check(campaign_id: int, accepted: int) -> str:
     """The counters against the project's own recount of the recipients' statuses (read-only),
     and ``sent`` against the recipients SES accepted a message for."""
-    from tracking.models import CampaignStats
-    from tracking.services import outcomes_recount
+    from stats.models import CampaignStats
+    from tracking.recount import outcomes_recount
 
     stats = CampaignStats.objects.filter(campaign_id=campaign_id).first()
     recount = outcomes_recount(campaign_id=campaign_id)
@@ -348,7 +348,7 @@ def fresh_redis() -> None:
     """Empty the harness's Redis database (queue, cluster stats, limiter clock) and idle the clock."""
     import redis
 
-    from campaigns.ratelimit import limiter_reset
+    from campaigns.delivery.ratelimit import limiter_reset
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     limiter_reset()

@@ -1,4 +1,4 @@
-"""CSV import benchmark: rows per second and peak memory of campaigns.imports.contacts_import.
+"""CSV import benchmark: rows per second and peak memory of audiences.imports.contacts_import.
 
     .venv/bin/python -m bench.imports            # 1,000,000 rows (BENCH_IMPORT_ROWS overrides)
 
@@ -87,8 +87,8 @@ def _worker_main(csv_path: Path) -> None:
     audiences_migration = importlib.import_module("campaigns.migrations.0003_audiences")
     with connection.schema_editor() as schema_editor:
         audiences_migration.create_pattern_indexes(apps, schema_editor)
-    from campaigns.imports import contacts_import
-    from campaigns.models import Contact, ContactList
+    from audiences.imports import contacts_import
+    from audiences.models import Contact, ContactList
 
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     contact_list = ContactList.objects.create(name="Bench")
@@ -119,8 +119,8 @@ def _contacts_page_timings() -> dict[str, float]:
     from django.db import connection
     from django.test import RequestFactory
 
-    from campaigns.audience_views import contacts, lists
-    from campaigns.models import ContactList
+    from audiences.models import ContactList
+    from audiences.views import contacts, lists
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # fresh planner statistics, as autovacuum would leave them

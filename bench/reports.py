@@ -137,16 +137,19 @@ def _seed(recipients: int) -> tuple[int, float]:
             [campaign.pk, campaign.pk],
         )
         cursor.execute("ANALYZE")
-    from reports.breakdowns import snapshot_recorded
-    from tracking.models import CampaignStats
+    from campaigns.snapshot import recipient_domains
+    from stats.counters import snapshot_recorded
+    from stats.models import CampaignStats
 
     CampaignStats.objects.create(campaign=campaign, sent=recipients)
-    snapshot_recorded(campaign_id=campaign.pk, recipients=recipients)
+    snapshot_recorded(
+        campaign_id=campaign.pk, recipients=recipients, domains=recipient_domains(campaign_id=campaign.pk)
+    )
     return campaign.pk, time.perf_counter() - started
 
 
 def _repair(campaign_id: int) -> float:
-    from tracking.services import counters_repair
+    from tracking.recount import counters_repair
 
     started = time.perf_counter()
     counters_repair(campaign_id=campaign_id, fix=True)

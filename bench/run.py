@@ -1,6 +1,6 @@
 """``make bench``: the delivery engine against post_office and the boto3 floor, in one run.
 
-Everything runs on this machine against ``bench.ses_stub`` (a zero-latency SES endpoint in its
+Everything runs on this machine against ``tests.ses_stub`` (a zero-latency SES endpoint in its
 own process) and a throw-away PostgreSQL database (``cobalt_bench_engine``):
 
 (a) baseline: post_office ``send_queued_mail -p 2`` through django-ses (BATCH_SIZE 1000,
@@ -114,7 +114,7 @@ def _insert_select(model, expressions: dict[str, str], from_sql: str, params: li
 
 def seed(total: int, list_sizes: dict[str, int]) -> dict:
     """``total`` contacts and one list per entry holding the first ``size`` of them."""
-    from campaigns.models import Contact, ContactList, Subscription
+    from audiences.models import Contact, ContactList, Subscription
 
     _insert_select(
         Contact,
@@ -164,7 +164,7 @@ def new_campaign(contact_list, name: str):
 
 
 def timed_snapshot(contact_list, label: str) -> float:
-    from campaigns.audience import audience_snapshot
+    from campaigns.snapshot import audience_snapshot
 
     campaign = new_campaign(contact_list, f"snapshot {label}")
     started = time.perf_counter()
@@ -181,9 +181,9 @@ def baseline(contact_list, stub_url: str, bench_url: str, settings_module: str =
     from django.conf import settings
     from post_office.models import STATUS, Email
 
-    from campaigns.audience import audience_snapshot
-    from campaigns.engine import _ses_headers, campaign_outbox_template
-    from campaigns.rendering import recipient_context
+    from campaigns.composer.rendering import recipient_context
+    from campaigns.delivery.mime import _ses_headers, campaign_outbox_template
+    from campaigns.snapshot import audience_snapshot
 
     campaign = new_campaign(contact_list, f"baseline {settings_module}")
     audience_snapshot(campaign_id=campaign.pk)
@@ -249,9 +249,9 @@ def cluster(stub_url: str, bench_url: str, **extra: str):
 
 def engine_run(contact_list, name: str) -> tuple[int, float, object]:
     """Start a campaign through the services and wait for it to finish; (sent, seconds, campaign)."""
-    from campaigns.audience import audience_snapshot
     from campaigns.models import Campaign, Recipient
     from campaigns.services import campaign_send_now
+    from campaigns.snapshot import audience_snapshot
 
     campaign = new_campaign(contact_list, name)
     audience_snapshot(campaign_id=campaign.pk)  # timed separately; the freeze is not sending
@@ -344,9 +344,9 @@ def profile_engine(contact_list, stub_url: str) -> list[str]:
 
     from django.conf import settings
 
-    from campaigns.audience import audience_snapshot
-    from campaigns.engine import campaign_dispatch
+    from campaigns.delivery.engine import campaign_dispatch
     from campaigns.models import Campaign
+    from campaigns.snapshot import audience_snapshot
 
     settings.AWS_SES_REGION_ENDPOINT_URL = stub_url
     settings.SEND_THREADS = 1

@@ -1,7 +1,7 @@
 """The local SES event simulator against a real webhook on the embedded default (SQLite), as `make run`.
 
 For each size (``--messages 5000,20000``): a fresh SQLite database with one campaign of that many
-recipients, the local SES of `make run` (``cobalt_mail.local_ses``) holding one accepted message
+recipients, the local SES of `make run` (``common.local_ses``) holding one accepted message
 per recipient (tagged, so every event matches its recipient), and ``manage.py runserver`` as the
 webhook, as `make run` runs them. Then, each on its own copy of the database:
 
@@ -140,7 +140,7 @@ class Setup:
         seeded = subprocess.run([*manage, "shell", "-c", SEED.format(count=count)], env=env, cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout.split()  # fmt: skip
         self.campaign, first_recipient = int(seeded[-2]), int(seeded[-1])
-        self.ses = subprocess.Popen([PYTHON, "-m", "cobalt_mail.local_ses", "--port", str(self.ses_port)], cwd=ROOT)
+        self.ses = subprocess.Popen([PYTHON, "-m", "common.local_ses", "--port", str(self.ses_port)], cwd=ROOT)
         self.ses_url = f"http://127.0.0.1:{self.ses_port}"
         wait_for(f"{self.ses_url}/cobalt-api/ses/messages?limit=1")
         self.fill(count, first_recipient)

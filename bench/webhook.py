@@ -48,7 +48,7 @@ def _stock_receiver(sender, mail_obj=None, **kwargs) -> None:
     """The stock path's receiver: one UPDATE of one counter row per event."""
     from django.db.models import F
 
-    from tracking.models import CampaignStats
+    from stats.models import CampaignStats
 
     campaign = int(mail_obj["tags"]["campaign"][0])
     CampaignStats.objects.filter(campaign_id=campaign).update(delivered=F("delivered") + 1)
@@ -116,8 +116,9 @@ def _seed(recipients: int) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from campaigns.models import Campaign, Contact, Recipient
-    from tracking.models import CampaignStats
+    from audiences.models import Contact
+    from campaigns.models import Campaign, Recipient
+    from stats.models import CampaignStats
 
     # Tables straight from the models (as pytest-django's --no-migrations does): the bench
     # measures the webhook, not the migration history, and must not depend on its state.

@@ -5,11 +5,14 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils import timezone
 
-from campaigns.images import IMAGE_MAX_WIDTH
-from campaigns.models import BODY_MODES, Campaign, ContactList, Layout, Segment
-from campaigns.rendering import (
+from audiences.models import ContactList, Segment, normalise_email
+from campaigns.composer.images import IMAGE_MAX_WIDTH
+from campaigns.composer.layouts import default_layout
+from campaigns.composer.rendering import (
     TemplateProblem,
     check_campaign_source,
     check_encoded_delimiters,
@@ -18,6 +21,7 @@ from campaigns.rendering import (
     markdown_to_html,
     unescape_template_tokens,
 )
+from campaigns.models import BODY_MODES, Campaign, Layout
 
 
 def sender_choices() -> list[tuple[str, str]]:
@@ -74,8 +78,6 @@ class CampaignForm(forms.ModelForm):
         }
 
     def __init__(self, *args, **kwargs):
-        from campaigns.layouts import default_layout
-
         super().__init__(*args, **kwargs)
         self.fields["layout"].queryset = Layout.objects.all()
         self.fields["layout"].empty_label = "No layout (the body is the whole message)"
@@ -216,11 +218,6 @@ class TestSendForm(forms.Form):
     )
 
     def clean_addresses(self) -> list[str]:
-        from django.core.exceptions import ValidationError
-        from django.core.validators import validate_email
-
-        from campaigns.models import normalise_email
-
         typed = [part for part in re.split(r"[\s,;]+", self.cleaned_data["addresses"]) if part]
         addresses = list(dict.fromkeys(normalise_email(address) for address in typed))
         if not addresses:

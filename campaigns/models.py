@@ -1,6 +1,6 @@
-"""Contacts, lists, segments, campaigns and their recipients.
+"""Campaigns, their recipients, layouts, attachments, saved templates and the send-rate clock.
 
-State changes go through ``campaigns.services`` (campaign life cycle) and ``campaigns.engine``
+State changes go through ``campaigns.services`` (campaign life cycle) and ``campaigns.delivery.engine``
 (per-recipient delivery); views and tasks never assign ``status`` themselves.
 """
 
@@ -8,110 +8,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
 
-
-def normalise_email(address: str) -> str:
-    """One spelling per mailbox: trimmed, lower-cased, domain converted to IDNA (punycode).
-
-    Lower-casing the local part is not strictly RFC 5321, but every large provider treats it as
-    case-insensitive and duplicates that differ only in case are a far worse problem.
-    """
-    address = (address or "").strip().strip("<>").strip()
-    local, _, domain = address.rpartition("@")
-    if not local:
-        return address.lower()
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass  # validation reports it; keep the text as typed
-    return f"{local}@{domain}".lower()
-
-
-class Contact(models.Model):
-    class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        BOUNCED = "bounced", "Bounced"
-        COMPLAINED = "complained", "Complained"
-
-    email = models.CharField(max_length=254, unique=True)
-    first_name = models.CharField(max_length=100, blank=True)
-    last_name = models.CharField(max_length=100, blank=True)
-    attributes = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    source = models.CharField(max_length=100, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["email"]
-        indexes = [
-            models.Index(fields=["status", "id"], name="contact_status_idx"),
-            models.Index(Lower("last_name"), name="contact_last_name_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return self.email
-
-    @property
-    def full_name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
-
-    def save(self, *args, **kwargs) -> None:
-        self.email = normalise_email(self.email)
-        super().save(*args, **kwargs)
-
-
-class ContactList(models.Model):
-    name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Subscription(models.Model):
-    class Status(models.TextChoices):
-        SUBSCRIBED = "subscribed", "Subscribed"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
-    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="subscriptions")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
-    changed_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["contact", "contact_list"], name="subscription_unique"),
-        ]
-        indexes = [models.Index(fields=["contact_list", "status", "contact"], name="subscription_list_idx")]
-
-
-class Segment(models.Model):
-    """Saved rules (see ``campaigns.segments``); ``rules`` is a list of {field, operator, value}."""
-
-    class Match(models.TextChoices):
-        ALL = "all", "All rules"
-        ANY = "any", "Any rule"
-
-    name = models.CharField(max_length=200, unique=True)
-    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
-    rules = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
+from audiences.models import Contact, ContactList, Segment
 
 BODY_MODES = [("rich", "Rich text"), ("markdown", "Markdown"), ("html", "HTML")]
 
@@ -152,7 +51,7 @@ class Campaign(models.Model):
     email_template = models.ForeignKey(
         "post_office.EmailTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Composer (campaigns.rendering): how the body is written, its source for Markdown / rich text,
+    # Composer (campaigns.composer.rendering): how the body is written, its source for Markdown / rich text,
     # and the mail layout wrapped around it (none = the body is the whole message).
     body_mode = models.CharField(max_length=8, choices=BODY_MODES, default="html")
     body_source = models.TextField("Body source", blank=True, default="")
@@ -244,87 +143,10 @@ class SendRateState(models.Model):
     next_free = models.FloatField(default=0.0)
 
 
-class ImportJob(models.Model):
-    """One CSV upload being imported by a django-q2 task; the page polls its counters.
-
-    An upload from the browser starts as "mapping": nothing is written until staff confirm which
-    column holds what (``column_mapping``); confirming queues the task.
-    """
-
-    class Status(models.TextChoices):
-        MAPPING = "mapping", "Waiting for the columns to be confirmed"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Importing"
-        DONE = "done", "Done"
-        REFUSED = "refused", "Refused"
-        FAILED = "failed", "Failed"
-
-    file = models.FileField(upload_to="imports/%Y/%m/", max_length=300)
-    original_name = models.CharField(max_length=255, blank=True)
-    contact_list = models.ForeignKey(
-        ContactList, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
-    )
-    update_existing = models.BooleanField(default=False)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    error = models.CharField(max_length=1000, blank=True)
-    encoding = models.CharField(max_length=40, blank=True)
-    size_bytes = models.BigIntegerField(default=0)
-    bytes_read = models.BigIntegerField(default=0)
-    rows_read = models.PositiveIntegerField(default=0)
-    created = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
-    unchanged = models.PositiveIntegerField(default=0)
-    subscribed = models.PositiveIntegerField(default=0)
-    not_resubscribed = models.PositiveIntegerField(default=0)
-    rejected = models.PositiveIntegerField(default=0)
-    # The first rejections ({"line", "reason", "email"}) for the page; all of them are in rejected_file.
-    rejected_preview = models.JSONField(default=list, blank=True)
-    rejected_file = models.FileField(upload_to="imports/rejected/", max_length=300, blank=True)
-    # Per CSV column, in file order: {"name": header text, "field": "email" | "first_name" |
-    # "last_name" | "attribute" | "ignore"}. Guessed at upload, confirmed (or changed) by staff.
-    column_mapping = models.JSONField(default=list, blank=True)
-    # The first few data rows (cells cut short), shown beside the mapping; emptied once confirmed.
-    sample_rows = models.JSONField(default=list, blank=True)
-    # Addresses accepted after rewriting ("Name <a@b.org>" → a@b.org), and the first few of them.
-    rewritten = models.PositiveIntegerField(default=0)
-    rewritten_preview = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    # Moved with every batch; an import that stops beating is restarted (campaigns.imports).
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return self.original_name or f"Import {self.pk}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.DONE, self.Status.REFUSED, self.Status.FAILED}
-
-    @property
-    def encoding_label(self) -> str:
-        return {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(self.encoding, self.encoding)
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.DONE:
-            return 100
-        return min(99, round(100 * self.bytes_read / self.size_bytes)) if self.size_bytes else 0
-
-
-# --- composer: layouts, attachments, reusable templates ----------------------------------------
-
-
 class Layout(models.Model):
     """The mail around a campaign body: header, footer (unsubscribe link, postal address), colours.
 
-    ``html`` is a sandboxed template (see ``campaigns.rendering``) holding ``{{ content }}`` where the
+    ``html`` is a sandboxed template (see ``campaigns.composer.rendering``) holding ``{{ content }}`` where the
     body goes; ``css`` is inlined into every element when the campaign is compiled.
     """
 
@@ -388,7 +210,7 @@ class CampaignTemplate(models.Model):
 
 
 class LinkCheckResult(models.Model):
-    """One address in a campaign's message and what fetching it gave (``campaigns.linkcheck``).
+    """One address in a campaign's message and what fetching it gave (``campaigns.composer.linkcheck``).
 
     A check replaces the campaign's rows; a django-q2 task claims the queued ones (conditional
     UPDATE), fetches them a few at a time and writes each result as it comes.

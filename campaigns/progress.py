@@ -11,7 +11,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
-from reports.breakdowns import recipient_total_expression
 
 # The rate is measured over the latest stretch of sending: the most recent sends (at most
 # RATE_SAMPLE, newest first by id, read from the (campaign, status, id) index) back to the first
@@ -42,7 +41,7 @@ def progress(campaign: Campaign) -> dict:
     row = (
         Campaign.objects.filter(pk=campaign.pk)
         .annotate(
-            total=Coalesce(recipient_total_expression(), 0),
+            total=Coalesce(F("stats__recipients"), 0),
             in_flight=Coalesce(Subquery(in_flight), 0),
             sent_count=Coalesce(F("stats__sent"), 0),
             failed_count=Coalesce(F("stats__failed"), 0),
@@ -131,7 +130,7 @@ class SendLimit:
 
 
 def send_limit_in_force() -> SendLimit:
-    """The send rate limit the engine keeps to, and where it comes from (``campaigns.ratelimit``).
+    """The send rate limit the engine keeps to, and where it comes from (``campaigns.delivery.ratelimit``).
 
     Without ``SEND_RATE`` the engine asks SES for its MaxSendRate; a page polled every two seconds
     does not call SES, so it names the source without a figure.

@@ -9,9 +9,11 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from campaigns.composer.attachments import attachments_copy
+from campaigns.composer.rendering import TemplateProblem, compile_campaign
 from campaigns.models import Campaign, Recipient, content_of
-from tracking.models import CampaignStats
-from tracking.services import reputation_guard_rebase
+from campaigns.snapshot import audience_count
+from stats.counters import outcomes_add, reputation_guard_rebase
 
 Status = Campaign.Status
 
@@ -68,9 +70,6 @@ def _verb(status: Status) -> str:
 
 
 def _check_ready(campaign: Campaign) -> None:
-    from campaigns.audience import audience_count
-    from campaigns.rendering import TemplateProblem, compile_campaign
-
     if not (campaign.include_lists.exists() or campaign.include_segments.exists()):
         raise CampaignError("Choose at least one list or segment to send to before sending.")
     try:
@@ -165,7 +164,7 @@ def campaign_cancel(*, campaign_id: int) -> Campaign:
         skipped = Recipient.objects.filter(campaign_id=campaign_id, status=Recipient.Status.QUEUED).update(
             status=Recipient.Status.SKIPPED, error="Campaign cancelled"
         )
-        CampaignStats.outcomes_add(campaign_id, skipped=skipped)
+        outcomes_add(campaign_id=campaign_id, skipped=skipped)
     return campaign
 
 
@@ -186,8 +185,6 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
 
 def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
     """A new draft with the same content, layout, attachments and audience."""
-    from campaigns.attachments import attachments_copy
-
     original = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
         name=f"Copy of {original.name}"[:200],

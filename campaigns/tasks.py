@@ -7,10 +7,12 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from campaigns import engine, linkcheck, services
-from campaigns.audience import audience_snapshot
-from campaigns.imports import imports_discard_abandoned, imports_restart_stale
+from audiences.imports import imports_discard_abandoned, imports_restart_stale
+from campaigns import services
+from campaigns.composer import linkcheck
+from campaigns.delivery import claims, engine
 from campaigns.models import Campaign
+from campaigns.snapshot import audience_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def engine_tick() -> dict:
         "pk", flat=True
     ):
         started += bool(services.campaign_start_due(campaign_id=campaign_id))
-    requeued = engine.reclaim_stale()
+    requeued = claims.reclaim_stale()
     restarted = 0
     # Work a dead worker held is back in the queue: make sure someone picks it up now.
     for campaign_id in Campaign.objects.filter(pk__in=requeued, status=Campaign.Status.SENDING).values_list(
@@ -57,11 +59,11 @@ def engine_tick() -> dict:
         restarted += 1
     # Claims that missed their heartbeats but are not stale yet, and nobody beating the campaign:
     # one dispatcher waits for them to go stale and requeues them then, not a tick later.
-    silent = set(engine.campaigns_with_silent_claims()) - set(requeued)
+    silent = set(claims.campaigns_with_silent_claims()) - set(requeued)
     for campaign_id in silent:
         services.dispatchers_start(campaign_id=campaign_id, count=1)
         restarted += 1
-    stale = now - timedelta(seconds=engine.heartbeat_grace())
+    stale = now - timedelta(seconds=claims.heartbeat_grace())
     for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
         if campaign.snapshot_at is None:
             if campaign.started_at and campaign.started_at < stale:

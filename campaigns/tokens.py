@@ -90,8 +90,8 @@ def link_token_read(token: str, *, purpose: LinkPurpose) -> LinkToken | None:
 
 
 def recipient_token(recipient_id: int) -> str:
-    """The single token of the old scheme. Nothing puts it in a link any more: ``merge_context``
-    takes it as a recipient handle and gives each link its own token."""
+    """The single token of the old scheme. Nothing puts it in a link any more; links already sent
+    with it still unsubscribe and open the view-online page (``link_token_read``)."""
     return _LEGACY_SIGNER.sign(signing.b62_encode(recipient_id))
 
 

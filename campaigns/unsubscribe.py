@@ -15,9 +15,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, Contact, Layout, Recipient, Subscription
+from audiences.models import Contact, Subscription, Suppression
+from audiences.services import address_suppress, contacts_unsubscribe_everywhere, preferences_save
+from campaigns.models import Campaign, Layout, Recipient
 from campaigns.tokens import LinkExpired, LinkPurpose, link_token, link_token_read
-from tracking.models import Suppression
+from common.colours import WCAG_AA, contrast_ratio, readable_on
+from stats.counters import unsubscribe_recorded
 
 
 @dataclass(frozen=True)
@@ -66,46 +69,24 @@ def masked_email(address: str) -> str:
 
 def unsubscribe_recipient(*, recipient: Recipient) -> bool:
     """Unsubscribe the contact from every list at once. Returns False if it already was."""
-    from tracking.services import unsubscribe_recorded
-
     # The contact may have been deleted (and perhaps re-imported) since the email was sent.
     contact = recipient.contact or Contact.objects.filter(email=recipient.email).first()
     now = timezone.now()
     with transaction.atomic():
         if contact is None:
             # Nobody to mark: suppress the address, so that a later import cannot mail it again.
-            _, created = Suppression.objects.get_or_create(
+            _, created = address_suppress(
                 email=recipient.email,
-                defaults={"reason": Suppression.Reason.UNSUBSCRIBED, "note": "unsubscribe link, contact deleted"},
+                reason=Suppression.Reason.UNSUBSCRIBED,
+                note="unsubscribe link, contact deleted",
             )
             return created
-        changed = Contact.objects.filter(pk=contact.pk, status=Contact.Status.ACTIVE).update(
-            status=Contact.Status.UNSUBSCRIBED, updated_at=now
-        )
-        Subscription.objects.filter(contact=contact, status=Subscription.Status.SUBSCRIBED).update(
-            status=Subscription.Status.UNSUBSCRIBED, changed_at=now
-        )
+        changed = contacts_unsubscribe_everywhere(contact_ids=[contact.pk])
         if changed:
             # Counted once per recipient (their marker also lists them in the campaign report), however
             # often they resubscribe and leave again.
             unsubscribe_recorded(recipient_id=recipient.pk, campaign_id=recipient.campaign_id, occurred_at=now)
     return bool(changed)
-
-
-def preferences_save(*, contact: Contact, list_ids: set[int]) -> None:
-    """Subscribe to exactly the chosen lists (among those the contact was ever on)."""
-    now = timezone.now()
-    with transaction.atomic():
-        subscriptions = Subscription.objects.filter(contact=contact)
-        subscriptions.filter(contact_list_id__in=list_ids).exclude(status=Subscription.Status.SUBSCRIBED).update(
-            status=Subscription.Status.SUBSCRIBED, changed_at=now
-        )
-        subscriptions.exclude(contact_list_id__in=list_ids).exclude(status=Subscription.Status.UNSUBSCRIBED).update(
-            status=Subscription.Status.UNSUBSCRIBED, changed_at=now
-        )
-        if list_ids and contact.status == Contact.Status.UNSUBSCRIBED:
-            # The contact asked to hear from us again; bounced/complained stay as they are.
-            Contact.objects.filter(pk=contact.pk).update(status=Contact.Status.ACTIVE, updated_at=now)
 
 
 # --- coming back: the state an unsubscribe link finds, and resubscribing -----------------------
@@ -186,7 +167,6 @@ def resubscribe_recipient(*, recipient: Recipient) -> list[str]:
 
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 _WHITE, _DARK = "#ffffff", "#1a1a1a"
-WCAG_AA = 4.5
 
 
 @dataclass(frozen=True)
@@ -253,27 +233,6 @@ def sender_name(from_email: str) -> str:
 def _colour(value: str, fallback: str) -> str:
     # Checked again here: the value goes into a style sheet, so nothing but #rrggbb passes.
     return value.lower() if HEX_COLOUR.fullmatch(value or "") else fallback
-
-
-def _luminance(colour: str) -> float:
-    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(first: str, second: str) -> float:
-    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
-    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
-    return (lighter + 0.05) / (darker + 0.05)
-
-
-def readable_on(background: str, colour: str) -> str:
-    """``colour``, darkened in small steps until it reaches WCAG AA contrast on ``background``."""
-    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    while contrast_ratio(colour, background) < WCAG_AA and (red or green or blue):
-        red, green, blue = (int(channel * 0.9) for channel in (red, green, blue))
-        colour = f"#{red:02x}{green:02x}{blue:02x}"
-    return colour
 
 
 def web_copy_page(document: str, *, title: str) -> str:

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from audiences.models import ContactList
 from campaigns import services
-from campaigns.audience import audience_count, audience_left_out
+from campaigns.composer.rendering import compile_campaign, recipient_context, render_for
 from campaigns.forms import CampaignForm, ScheduleForm
-from campaigns.models import Campaign, ContactList, Layout
+from campaigns.models import Campaign, Layout
 from campaigns.progress import progress
+from campaigns.snapshot import audience_count, audience_left_out
 from campaigns.tokens import LinkPurpose
 from campaigns.unsubscribe import (
     RecipientLink,
     layout_page_colours,
     masked_email,
     page_branding,
+    preferences_save,
     preferences_token_for,
     recipient_for_link,
     resubscribe_recipient,
@@ -28,9 +32,8 @@ from campaigns.unsubscribe import (
     unsubscribe_recipient,
     web_copy_page,
 )
-from cobalt_mail.params import id_params
-from cobalt_mail.timezones import SESSION_TIME_ZONE
-from reports.breakdowns import recipient_total_expression
+from common.params import id_params
+from common.timezones import SESSION_TIME_ZONE
 
 
 def _campaign(pk: int) -> Campaign:
@@ -40,7 +43,7 @@ def _campaign(pk: int) -> Campaign:
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
     # Counters, not COUNT(*) over every campaign's recipients (a million each, at scale).
-    campaigns = Campaign.objects.select_related("stats").annotate(recipient_count=recipient_total_expression())
+    campaigns = Campaign.objects.select_related("stats").annotate(recipient_count=F("stats__recipients"))
     return render(request, "campaigns/campaign_list.html", {"campaigns": campaigns})
 
 
@@ -231,8 +234,6 @@ def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
-    from campaigns.unsubscribe import preferences_save
-
     link = recipient_for_link(token, purpose=LinkPurpose.PREFERENCES)
     if link.recipient is None or link.recipient.contact is None:
         return _link_refused(request, link)
@@ -266,8 +267,6 @@ def layout_colours(request: HttpRequest, layout_pk: int) -> HttpResponse:
 
 @require_GET
 def view_online(request: HttpRequest, token: str) -> HttpResponse:
-    from campaigns.rendering import compile_campaign, recipient_context, render_for
-
     link = recipient_for_link(token, purpose=LinkPurpose.VIEW_ONLINE)
     if link.recipient is None:
         return _link_refused(request, link)

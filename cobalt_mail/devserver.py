@@ -220,7 +220,7 @@ def start_components(supervisor: Supervisor) -> None:
     manage = [PYTHON, str(ROOT / "manage.py")]
     supervisor.run("database migration", [*manage, "migrate", "--no-input", "-v", "0"])
     supervisor.run("first-run set-up", [*manage, "bootstrap"])  # it prints the password: not shown
-    local_ses = supervisor.start("local SES", [PYTHON, "-m", "cobalt_mail.local_ses", "--port", SES_PORT])
+    local_ses = supervisor.start("local SES", [PYTHON, "-m", "common.local_ses", "--port", SES_PORT])
     supervisor.wait_until_answers("local SES", f"http://127.0.0.1:{SES_PORT}/moto-api/data.json", local_ses)
     supervisor.run("sender verification", [*manage, "ses_verify_senders"])
     supervisor.start("worker cluster", [*manage, "qcluster"])

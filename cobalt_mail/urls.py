@@ -15,8 +15,8 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("settings/", views.settings_page, name="settings"),
     path("admin/", admin.site.urls),
-    path("audiences/", include("campaigns.audience_urls")),
-    path("", include("campaigns.compose_urls")),
+    path("audiences/", include("audiences.urls")),
+    path("", include("campaigns.composer.urls")),
     path("", include("campaigns.urls")),
     path("tracking/", include("tracking.urls")),
 ]

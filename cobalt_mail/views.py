@@ -4,32 +4,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from campaigns.models import Campaign, ContactList
+from audiences.models import ContactList
+from audiences.selectors import contacts_total
+from campaigns.models import Campaign
 from reports import account
-
-
-def confirm_page(
-    request: HttpRequest,
-    *,
-    title: str,
-    text: str,
-    button: str,
-    cancel: str,
-    tab: str = "",
-    crumbs: tuple[tuple[str, str], ...] = (),
-) -> HttpResponse:
-    """The confirmation page every destructive action shows before its POST.
-
-    ``tab`` puts it under the audiences tabs; ``crumbs`` ((label, url), …) under a breadcrumb.
-    """
-    context = {"title": title, "text": text, "button": button, "cancel": cancel, "tab": tab, "crumbs": crumbs}
-    return render(request, "confirm.html", context)
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    from campaigns.contacts import contacts_total
-
     contact_count, contact_count_estimated = contacts_total()  # no COUNT(*) of a million contacts per login
     context = {
         "recent": Campaign.objects.all()[:5],

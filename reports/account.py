@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
-from campaigns import ratelimit
+from campaigns.delivery import ratelimit
 
 QUOTA_CACHE_SECONDS = 60
 _quota_cache: dict[str, tuple[float, SendQuota | None]] = {}
@@ -58,7 +58,7 @@ class SendQuota:
 
 @dataclass(frozen=True)
 class SendRate:
-    """The rate the engine sends at (campaigns.ratelimit.send_rate), and where it comes from."""
+    """The rate the engine sends at (campaigns.delivery.ratelimit.send_rate), and where it comes from."""
 
     rate: float
     source: str

@@ -10,8 +10,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from campaigns.models import Campaign, Recipient, Segment
-from tracking.models import Event, RecipientActivity
+from audiences.models import Segment
+from audiences.services import segment_save
+from campaigns.models import Campaign, Recipient
+from stats.models import RecipientActivity
+from tracking.models import Event
 
 
 def _had(kind: str) -> Q:
@@ -29,7 +32,7 @@ OUTCOMES: dict[str, tuple[str, Q]] = {
     "unsubscribed": ("Unsubscribed", _had(Kind.UNSUBSCRIBED)),
 }
 
-# How an outcome filter becomes segment rules (campaigns.segments rule format).
+# How an outcome filter becomes segment rules (audiences.segments rule format).
 SEGMENT_RULES = {
     "opened": "opened",
     "clicked": "clicked",
@@ -120,7 +123,7 @@ def _export_chunk(chunk: list[Recipient]) -> Iterator[list[str]]:
 
 def delivery_problems(recipient_ids: list[int]) -> dict[int, list[str]]:
     """{recipient id: ["Bounce Permanent/General: 5.1.1 smtp; 550 …", "Complaint: abuse"]}, from each
-    recipient's last bounce and last complaint event (as tracking.services stored them)."""
+    recipient's last bounce and last complaint event (as tracking.storing stored them)."""
     if not recipient_ids:
         return {}
     last: dict[tuple[int, str], Event] = {}
@@ -157,9 +160,5 @@ def segment_from_filter(*, campaign: Campaign, outcome: str, link: str = "", sea
     if not rules:
         raise ValueError("Choose an outcome (opened, clicked, did not open, bounced) to save as a segment.")
     label = OUTCOMES[outcome][0] if outcome else "Matching"
-    base = f"{label}: {campaign.name}"[:180]
-    name, number = base, 1
-    while Segment.objects.filter(name=name).exists():
-        number += 1
-        name = f"{base} ({number})"
-    return Segment.objects.create(name=name, match=Segment.Match.ALL, rules=rules)
+    name = f"{label}: {campaign.name}"[:180]
+    return segment_save(segment=Segment(), name=name, match=Segment.Match.ALL, rules=rules, number_if_taken=True)

@@ -14,8 +14,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from reports.breakdowns import MINUTE_WINDOW, breakdown_map, breakdown_rows
-from tracking.models import CampaignStats
+from stats.breakdowns import MINUTE_WINDOW, breakdown_map, breakdown_rows
+from stats.models import CampaignStats
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,9 @@ def campaign_stats(campaign: Campaign) -> CampaignStats:
     return CampaignStats.objects.filter(campaign=campaign).first() or CampaignStats(campaign=campaign)
 
 
-def recipient_total(campaign: Campaign) -> int:
-    """The recipient count recorded when the audience was frozen (0 before)."""
-    return breakdown_map(campaign_id=campaign.pk, kinds=["meta"])["meta"].get("recipients", 0)
-
-
 def headline(campaign: Campaign) -> dict:
     stats = campaign_stats(campaign)
-    total = recipient_total(campaign)
+    total = stats.recipients  # recorded when the audience was frozen (0 before)
     left_out = sum((campaign.left_out or {}).values())
     figures = {
         "recipients": total,
@@ -261,7 +256,7 @@ SYSTEM_LINK_LABELS = {
 
 
 def top_links(campaign: Campaign, *, limit: int = 10) -> list[tuple[str, int]]:
-    """Human clicks per link; the personal system links are one row each (reports.breakdowns)."""
+    """Human clicks per link; the personal system links are one row each (stats.breakdowns)."""
     rows = breakdown_rows(campaign_id=campaign.pk, kind="link:human_click", limit=limit)
     return [(SYSTEM_LINK_LABELS.get(key, key), count) for key, count in rows]
 

@@ -15,6 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from campaigns.delivery import ratelimit
+from tests.ses_stub import StubSES
+
+# The signed-SNS fixtures (tests/sns.py): the webhook tests and every test fed through the webhook.
+from tests.sns import cert_server, notify, post, signed, signing, sns_settings  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -88,7 +94,7 @@ def ses(ses_server: LocalSES, settings) -> LocalSES:
     settings.AWS_SES_REGION_NAME = "us-east-1"
     settings.SEND_RATE = 1000
     ses_server.reset({address.rpartition("@")[2] for address in settings.SENDER_ADDRESSES})
-    from campaigns import ratelimit
+    from campaigns.delivery import ratelimit
 
     ratelimit.limiter_reset()
     return ses_server
@@ -211,7 +217,24 @@ def browser_missing_reason() -> str | None:
     return None
 
 
+# Tests taking these fixtures start real qcluster processes / drive Chromium: `make test-fast`
+# leaves both out (-m "not browser and not worker"), so they are marked here, not by hand.
+WORKER_FIXTURES = frozenset({"workers", "clusters", "dev_server"})  # dev_server: `make run`, qcluster included
+BROWSER_FIXTURES = frozenset({"page", "browser"})
+BROWSER_TESTS = ROOT / "tests" / "e2e"
+
+
+def slow_tests_mark(items) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & WORKER_FIXTURES and "worker" not in item.keywords:
+            item.add_marker(pytest.mark.worker)
+        if (item.path.is_relative_to(BROWSER_TESTS) or fixtures & BROWSER_FIXTURES) and "browser" not in item.keywords:
+            item.add_marker(pytest.mark.browser)
+
+
 def pytest_collection_modifyitems(config, items):
+    slow_tests_mark(items)
     reason = browser_missing_reason()
     browser_tests = [item for item in items if "browser" in item.keywords]
     if reason and browser_tests:
@@ -267,3 +290,40 @@ def logged_in_page(page, live_server, staff_user):
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
     return page
+
+
+@pytest.fixture
+def stub_ses(settings):
+    """The local SES stub (tests/ses_stub.py) wired into django-ses, recording every message."""
+    with StubSES() as stub:
+        settings.MAILERS = settings.COBALT_MAILERS
+        settings.AWS_SES_REGION_ENDPOINT_URL = stub.url
+        settings.AWS_SES_REGION_NAME = "us-east-1"
+        settings.SEND_RATE = 1000
+        ratelimit.limiter_reset()
+        yield stub
+
+
+@pytest.fixture
+def engine_tick_schedule(db):
+    """The every-minute engine tick, as migration 0002 creates it (also without migrations)."""
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    schedule, _ = Schedule.objects.update_or_create(
+        name="engine-tick",
+        defaults={
+            "func": "campaigns.tasks.engine_tick",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+            "next_run": timezone.now(),
+        },
+    )
+    return schedule
+
+
+@pytest.fixture
+def clusters(workers):
+    """Real qcluster processes (the shared ``workers`` fixture, which SIGKILLs them at the end)."""
+    return workers

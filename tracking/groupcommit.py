@@ -4,7 +4,7 @@ Every event of a campaign increments the same counter row, and PostgreSQL holds 
 until the commit is flushed to disk, so one transaction per event caps a campaign at one event
 per WAL flush. Here each request thread hands its verified, parsed event to one writer thread
 per process and waits; the writer takes everything queued (up to ``MAX_BATCH``), stores it with
-``services.events_store`` in a single transaction and only then releases the waiting requests.
+``storing.events_store`` in a single transaction and only then releases the waiting requests.
 
 Durability is unchanged: a request answers 200 only after its event is committed; if the commit
 fails, every request of the batch answers 503 and SNS delivers again (deduplicated on MessageId).
@@ -20,6 +20,9 @@ import threading
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connection
+
+from tracking.parsing import EventRefused
+from tracking.storing import events_store
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,6 @@ class GroupCommit:
         if not slot.done.wait(timeout):
             raise GroupCommitUnavailable("The event store is too slow right now.")
         if slot.error is not None:
-            from tracking.services import EventRefused
-
             if isinstance(slot.error, EventRefused):
                 raise slot.error
             raise GroupCommitUnavailable("The event could not be stored.") from slot.error
@@ -101,8 +102,6 @@ class GroupCommit:
                     marker.done.set()
 
     def _write(self, batch: list[_Slot]) -> None:
-        from tracking.services import events_store
-
         try:
             close_old_connections()  # drops a connection that is too old or broken (CONN_MAX_AGE)
             results = events_store(items=[slot.item for slot in batch])
@@ -121,8 +120,6 @@ class GroupCommit:
 
     @staticmethod
     def _fail(slot: _Slot, error: Exception) -> None:
-        from tracking.services import EventRefused
-
         if not isinstance(error, EventRefused):
             logger.error("Storing an SES event failed; SNS will deliver it again.", exc_info=error)
         slot.error = error

@@ -1,7 +1,7 @@
 """A local stand-in for SES event publishing: signed SNS notifications for what local SES accepted.
 
 moto's SES server accepts messages but publishes no events. The simulator reads what it accepted,
-each message once (``cobalt_mail.local_ses``'s cursor endpoint; ``/moto-api/data.json`` from a
+each message once (``common.local_ses``'s cursor endpoint; ``/moto-api/data.json`` from a
 plain moto server), plans the events SES would publish for each message (links read from the
 decoded HTML part) and posts them to the webhook as SNS would: JSON envelopes signed with
 SignatureVersion 1 or 2 by its own self-signed certificate (key and certificate under
@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from django.db import close_old_connections, reset_queries, transaction
 
-from cobalt_mail.local_ses import CURSOR_PATH
+from common.local_ses import CURSOR_PATH
 from tracking.models import SimulatedNotification, SimulatorCursor
 from tracking.sns import string_to_sign
 
@@ -80,7 +80,7 @@ UNREACHABLE_GRACE = 10.0  # seconds the webhook or local SES may be away before 
 MODEL_DATA = "moto-api/data.json"  # the cursor's instance when reading a plain moto server
 ACCEPTED, REFUSED, RETRY = "accepted", "refused", "retry"
 # Seconds after sending before a simulated person opens or clicks, whatever the time scale: the
-# webhook counts earlier ones as automatic (tracking.services.MACHINE_OPEN_SECONDS / _CLICK_).
+# webhook counts earlier ones as automatic (tracking.parsing.MACHINE_OPEN_SECONDS / _CLICK_).
 HUMAN_OPEN_AFTER = 6.0
 HUMAN_CLICK_AFTER = 11.0
 HREF = re.compile(r'href=["\'](https?://[^"\']+)["\']', re.IGNORECASE)
@@ -338,7 +338,7 @@ class Simulator:
     local SES; ``SimulatedNotification``: what is planned and not yet posted), so a fresh database
     starts from nothing and a restart neither repeats nor loses events.
 
-    Reading: ``GET {endpoint}/cobalt-api/ses/messages?after=N`` (``cobalt_mail.local_ses``) returns
+    Reading: ``GET {endpoint}/cobalt-api/ses/messages?after=N`` (``common.local_ses``) returns
     only what was accepted since the cursor, a page at a time, so memory stays flat however many
     messages local SES holds. Against a plain moto server (no such endpoint) it falls back to
     ``/moto-api/data.json``, which returns everything each time, and skips what it has read.

@@ -238,3 +238,20 @@ def _timestamp(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise SNSRefused("The SNS Timestamp has no time zone.")
     return parsed
+
+
+def subscription_confirm(*, topic_arn: str, subscribe_url: str) -> None:
+    """Confirm an SNS subscription to an allowed topic by visiting its SubscribeURL.
+
+    The URL must be an SNS endpoint (or a trusted local prefix): fetching whatever URL a message
+    names would let anyone make this server request internal addresses.
+    """
+    if not url_trusted(subscribe_url, query=True):
+        raise SNSRefused("The SubscribeURL is not an SNS endpoint.", status=403)
+    try:
+        response = requests.get(subscribe_url, timeout=10)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        logger.warning("Confirming the SNS subscription to %s failed: %s", topic_arn, error)
+        raise SNSRefused("The subscription could not be confirmed with SNS; try again.", status=502) from None
+    logger.info("Confirmed the SNS subscription to %s", topic_arn)

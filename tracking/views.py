@@ -1,7 +1,7 @@
 """The SNS webhook: SES events arrive here, are verified, deduplicated, stored and acted on.
 
 Every refusal is a 4xx with a plain-text reason and stores nothing; see ``tracking.sns`` for the
-checks and ``tracking.services`` for what an event does.
+checks and ``tracking.storing`` for what an event does.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_tables2.paginators import LazyPaginator
 
-from cobalt_mail.params import id_param
-from tracking import groupcommit, services, sns
+from common.params import id_param
+from tracking import groupcommit, sns
 from tracking.models import Event
+from tracking.parsing import EventRefused, event_parse, without_nul
+from tracking.storing import events_store, unmatched_count
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def webhook_handle(*, body: bytes) -> tuple[int, str]:
     try:
         envelope = sns.envelope_verify(fields=sns.envelope_parse(body=body))
         if envelope.type == sns.SUBSCRIPTION_CONFIRMATION:
-            services.subscription_confirm(topic_arn=envelope.topic_arn, subscribe_url=envelope.subscribe_url)
+            sns.subscription_confirm(topic_arn=envelope.topic_arn, subscribe_url=envelope.subscribe_url)
             return 200, "Subscription confirmed."
         if envelope.type == sns.UNSUBSCRIBE_CONFIRMATION:
             logger.warning("SNS reports the subscription to %s was removed.", envelope.topic_arn)
@@ -46,20 +48,20 @@ def webhook_handle(*, body: bytes) -> tuple[int, str]:
         except ValueError:
             return 400, "The SNS Message is not JSON."
         if "\\u0000" in envelope.message:
-            record = services.without_nul(record)  # PostgreSQL cannot store NUL in JSON text
+            record = without_nul(record)  # PostgreSQL cannot store NUL in JSON text
         if isinstance(record, dict) and record.get("notificationType") == "AMAZON_SES_SETUP_NOTIFICATION":
             return 200, "SES setup notification noted."  # sent once when feedback is configured
-        item = (envelope.message_id, record, services.event_parse(record=record))
+        item = (envelope.message_id, record, event_parse(record=record))
         if getattr(settings, "SNS_GROUP_COMMIT", not settings.TESTING):
             event = groupcommit.writer.submit(item)
         else:
-            (event,) = services.events_store(items=[item])
+            (event,) = events_store(items=[item])
     except groupcommit.GroupCommitUnavailable as problem:
         return 503, f"{problem} Please retry."
     except sns.SNSRefused as refusal:
         logger.info("SNS message refused: %s", refusal)
         return refusal.status, str(refusal)
-    except services.EventRefused as refusal:
+    except EventRefused as refusal:
         return 400, str(refusal)
     return 200, "Recorded." if event else "Already recorded."
 
@@ -106,6 +108,6 @@ def event_list(request: HttpRequest) -> HttpResponse:
         "types": Event.Type.choices,
         "selected_type": event_type,
         "selected_campaign": campaign_id,
-        "unmatched": services.unmatched_count(),
+        "unmatched": unmatched_count(),
     }
     return render(request, "tracking/event_list.html", context)

@@ -16,17 +16,16 @@ import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.urls import reverse
+
+from tracking.views import announced_too_large, webhook_handle
 
 logger = logging.getLogger(__name__)
 
 
 def with_fast_webhook(django_application: Callable, *, path: str | None = None) -> Callable:
-    from django.conf import settings
-
-    from tracking.views import announced_too_large, webhook_handle
-
     path = path or reverse("tracking:ses_webhook")
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 def create_default_layout(apps, schema_editor):
-    from campaigns.layouts import DEFAULT_LAYOUT_CSS, DEFAULT_LAYOUT_HTML, DEFAULT_LAYOUT_NAME
+    from campaigns.composer.layouts import DEFAULT_LAYOUT_CSS, DEFAULT_LAYOUT_HTML, DEFAULT_LAYOUT_NAME
 
     Layout = apps.get_model("campaigns", "Layout")
     if not Layout.objects.filter(is_default=True).exists():

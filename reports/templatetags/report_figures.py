@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import template
 
 from reports import selectors
-from tracking.models import CampaignStats
+from stats.models import CampaignStats
 
 register = template.Library()
 

@@ -9,11 +9,11 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.audience import audience_snapshot
-from campaigns.models import Campaign, Recipient, Segment
+from campaigns.models import Campaign, Recipient
 from campaigns.progress import progress, rate_of_latest_stretch, time_left_words
-from tests.factories import CampaignFactory, campaign_to, list_with_contacts
-from tracking.models import CampaignStats
+from campaigns.snapshot import audience_snapshot
+from stats.counters import outcomes_add
+from tests.factories import CampaignFactory, SegmentFactory, campaign_to, list_with_contacts
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +22,7 @@ NOW = dt.datetime(2026, 3, 27, 9, 0, tzinfo=dt.UTC)
 
 def test_the_audience_names_every_included_and_excluded_list_and_segment(staff_client):
     campaign = CampaignFactory()
-    rowers = Segment.objects.create(
-        name="Rowers over 0", rules=[{"field": "attribute:age", "operator": "gt", "value": "0"}]
-    )
+    rowers = SegmentFactory(name="Rowers over 0", rules=[{"field": "attribute:age", "operator": "gt", "value": "0"}])
     campaign.include_segments.add(rowers)
 
     only_segment = staff_client.get(reverse("campaigns:detail", args=[campaign.pk])).content.decode()
@@ -34,7 +32,7 @@ def test_the_audience_names_every_included_and_excluded_list_and_segment(staff_c
 
     campaign.include_lists.add(list_with_contacts(1, name="Members"))
     campaign.exclude_lists.add(list_with_contacts(1, name="Committee"), list_with_contacts(1, name="Coaches"))
-    campaign.exclude_segments.add(Segment.objects.create(name="Lapsed", rules=rowers.rules))
+    campaign.exclude_segments.add(SegmentFactory(name="Lapsed", rules=rowers.rules))
 
     html = staff_client.get(reverse("campaigns:detail", args=[campaign.pk])).content.decode()
 
@@ -67,7 +65,7 @@ def mark_sent(campaign: Campaign, count: int, *, start: dt.datetime, per_second:
         recipient.status = Recipient.Status.SENT
         recipient.sent_at = start + dt.timedelta(seconds=index // per_second)
     Recipient.objects.bulk_update(queued, ["status", "sent_at"])
-    CampaignStats.outcomes_add(campaign.pk, sent=len(queued))
+    outcomes_add(campaign_id=campaign.pk, sent=len(queued))
 
 
 def test_the_rate_and_time_left_count_only_the_sending_since_the_last_pause(staff_client, settings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from campaigns.models import Campaign, CampaignAttachment, Layout
-from tests.campaigns.test_attachments import PDF, upload
+from tests.campaigns.composer.test_attachments import PDF, upload
 from tests.factories import campaign_to, list_with_contacts
 
 pytestmark = pytest.mark.django_db

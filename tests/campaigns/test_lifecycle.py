@@ -8,8 +8,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
+from campaigns.delivery.engine import campaign_dispatch
 from campaigns.models import Campaign, Recipient
 from campaigns.services import (
     CampaignError,
@@ -20,6 +19,7 @@ from campaigns.services import (
     campaign_send_now,
     campaign_unschedule,
 )
+from campaigns.snapshot import audience_snapshot
 from tests.factories import CampaignFactory, campaign_to, list_with_contacts
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,11 @@ import time_machine
 from django.test import Client
 from django.utils import timezone
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
-from campaigns.models import Contact, Recipient
+from audiences.models import Contact
+from campaigns.delivery.engine import campaign_dispatch
+from campaigns.models import Recipient
 from campaigns.services import campaign_send_now
+from campaigns.snapshot import audience_snapshot
 from campaigns.tokens import recipient_token
 from tests.factories import campaign_to, list_with_contacts
 

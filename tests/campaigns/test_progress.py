@@ -9,14 +9,16 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch, claim, release
+from audiences.models import Suppression
+from campaigns.delivery.claims import claim, release
+from campaigns.delivery.engine import campaign_dispatch
 from campaigns.models import Campaign, Recipient
 from campaigns.services import campaign_cancel
+from campaigns.snapshot import audience_snapshot
 from campaigns.views import progress
+from stats.models import CampaignStats
 from tests.factories import campaign_to, list_with_contacts
-from tracking.models import CampaignStats, Suppression
-from tracking.services import stats_repair
+from tracking.recount import stats_repair
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +107,7 @@ def test_tracking_recount_reports_and_repairs_drifted_outcome_counters(stub_ses)
 def test_recipients_a_dead_worker_held_in_a_cancelled_campaign_end_skipped_not_queued():
     from datetime import timedelta
 
-    from campaigns.engine import reclaim_stale
+    from campaigns.delivery.claims import reclaim_stale
 
     campaign = sending_campaign(4)
     claimed = claim(campaign_id=campaign.pk, limit=3).ids
@@ -119,7 +121,8 @@ def test_recipients_a_dead_worker_held_in_a_cancelled_campaign_end_skipped_not_q
 
 
 def test_retries_of_a_chunk_that_ends_after_a_cancel_are_skipped_not_queued(stub_ses):
-    from campaigns.engine import Outcome, _record
+    from campaigns.delivery.engine import _record
+    from campaigns.delivery.errors import Outcome
 
     campaign = sending_campaign(3)
     claimed = claim(campaign_id=campaign.pk, limit=3)

@@ -9,28 +9,28 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
 
-from campaigns.audience import audience_snapshot
-from campaigns.layouts import layout_make_default
-from campaigns.models import Contact, Layout, Recipient, Subscription
+from audiences.models import Contact, Subscription, Suppression
+from campaigns.composer.layouts import layout_make_default
+from campaigns.models import Layout, Recipient
+from campaigns.snapshot import audience_snapshot
 from campaigns.tokens import LinkPurpose, link_token
 from campaigns.unsubscribe import (
-    contrast_ratio,
     layout_page_colours,
     page_branding,
     unsubscribe_recipient,
     web_copy_page,
 )
-from tests.factories import ContactListFactory, campaign_to, list_with_contacts
-from tracking.models import CampaignStats, Suppression
+from common.colours import contrast_ratio
+from stats.models import CampaignStats
+from tests.factories import ContactListFactory, LayoutFactory, campaign_to, list_with_contacts
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def layout() -> Layout:
-    return Layout.objects.create(
+    return LayoutFactory(
         name="Riverside",
-        html="<html><head><title></title></head><body>{{ logo }}{{ content }}</body></html>",
         primary_colour="#0b6e4f",
         background_colour="#eef6f2",
         text_colour="#1b2a24",

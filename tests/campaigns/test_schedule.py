@@ -122,7 +122,7 @@ def test_an_unscheduled_campaign_is_not_started_by_the_tick(broker):
 
 
 def test_the_tick_restarts_dispatchers_of_a_campaign_whose_heartbeat_stopped(broker):
-    from campaigns.audience import audience_snapshot
+    from campaigns.snapshot import audience_snapshot
 
     campaign = campaign_to(list_with_contacts(2))
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING, started_at=timezone.now())

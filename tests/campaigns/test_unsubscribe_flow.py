@@ -9,13 +9,14 @@ from urllib.parse import urlparse
 import pytest
 from django.test import Client
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
-from campaigns.models import Contact, Recipient, Subscription
+from audiences.models import Contact, Subscription, Suppression
+from campaigns.delivery.engine import campaign_dispatch
+from campaigns.models import Recipient
 from campaigns.services import campaign_send_now
+from campaigns.snapshot import audience_snapshot
 from campaigns.tokens import LinkPurpose, LinkToken, link_token, link_token_read
+from stats.models import CampaignStats
 from tests.factories import campaign_to, list_with_contacts
-from tracking.models import CampaignStats, Suppression
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from campaigns.models import Campaign, Contact, ContactList
+from audiences.models import Contact, ContactList
+from campaigns.models import Campaign
 
 pytestmark = pytest.mark.django_db
 

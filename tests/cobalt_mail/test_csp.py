@@ -10,9 +10,9 @@ from django.conf import settings
 from django.test import Client
 from django.urls import path, reverse
 
-from campaigns.compose_views import PREVIEW_CSP
+from campaigns.composer.rendering import recipient_context
+from campaigns.composer.views import PREVIEW_CSP
 from campaigns.models import Recipient
-from campaigns.rendering import recipient_context
 from cobalt_mail.csp import policy_with_floor
 from cobalt_mail.urls import urlpatterns as site_urlpatterns
 from tests.cobalt_mail.test_access import app_urls

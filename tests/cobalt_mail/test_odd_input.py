@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from campaigns.models import Contact, Recipient
+from audiences.models import Contact
+from campaigns.models import Recipient
 from campaigns.tokens import LinkPurpose, link_token
-from cobalt_mail.params import id_param, id_params
+from common.params import id_param, id_params
 from tests.factories import campaign_to, list_with_contacts
 
 pytestmark = pytest.mark.django_db

@@ -30,7 +30,7 @@ from tests.cobalt_mail.test_access import app_urls
 from tests.cobalt_mail.test_csp import NOT_PAGES
 
 # Signed-SNS fixtures of the tracking tests, for browser tests that feed the webhook.
-from tests.tracking.conftest import cert_server, signing, sns_settings  # noqa: F401
+from tests.sns import cert_server, signing, sns_settings  # noqa: F401
 
 REPORT_BINDING = "__cobaltReportCspViolation"
 # Runs before any script of every document (Playwright injects it outside the page's policy).
@@ -253,22 +253,14 @@ def staff_page_paths(data: dict) -> dict[str, str]:
 def site_data(staff_user) -> dict:
     """A club's site after a few weeks: lists, a segment, an import with rejected rows, a sent
     campaign with its events (long addresses, long links, bounce diagnostics), a draft and a layout."""
-    from campaigns.audience import audience_snapshot
-    from campaigns.layouts import DEFAULT_LAYOUT_CSS, DEFAULT_LAYOUT_HTML
-    from campaigns.models import (
-        Campaign,
-        CampaignAttachment,
-        CampaignTemplate,
-        Contact,
-        ImportJob,
-        Layout,
-        Recipient,
-        Segment,
-        Subscription,
-    )
-    from reports.breakdowns import snapshot_recorded
+    from audiences.models import Contact, ImportJob, Segment, Subscription, Suppression
+    from campaigns.composer.layouts import DEFAULT_LAYOUT_CSS, DEFAULT_LAYOUT_HTML
+    from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout, Recipient
+    from campaigns.snapshot import audience_snapshot, recipient_domains
+    from stats.counters import snapshot_recorded
+    from stats.models import CampaignStats
     from tests.factories import ContactFactory, campaign_to, list_with_contacts
-    from tracking.models import CampaignStats, Event, Suppression
+    from tracking.models import Event
 
     members = list_with_contacts(8, name="Riverside members (all sections, including juniors and veterans)")
     long_contact = ContactFactory(
@@ -366,7 +358,7 @@ def site_data(staff_user) -> dict:
         campaign=sent,
         defaults={"sent": 9, "delivered": 8, "bounced_hard": 1, "opens": 6, "human_opens": 4, "clicks": 3},
     )
-    snapshot_recorded(campaign_id=sent.pk, recipients=len(recipients))
+    snapshot_recorded(campaign_id=sent.pk, recipients=len(recipients), domains=recipient_domains(campaign_id=sent.pk))
     long_recipient = next(r for r in recipients if r.email == LONG_ADDRESS)
     events = [(Event.Type.DELIVERY, recipient, {}) for recipient in recipients[:8]] + [
         (Event.Type.OPEN, long_recipient, {"user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)"}),
@@ -394,7 +386,7 @@ def site_data(staff_user) -> dict:
         )
     other_sent = campaign_to(members, name="Winter news", status=Campaign.Status.SENT, finished_at=now)
     CampaignStats.objects.create(campaign=other_sent, sent=9, delivered=9)
-    snapshot_recorded(campaign_id=other_sent.pk, recipients=9)
+    snapshot_recorded(campaign_id=other_sent.pk, recipients=9, domains=recipient_domains(campaign_id=other_sent.pk))
     return {
         "list": members,
         "contact": long_contact,
@@ -413,7 +405,7 @@ def site_data(staff_user) -> dict:
 @pytest.fixture
 def site_pages(staff_user) -> SitePages:
     """Realistic data, the path of every staff page, and the recipient pages of one recipient."""
-    from campaigns.rendering import recipient_context
+    from campaigns.composer.rendering import recipient_context
     from campaigns.tokens import LinkPurpose, link_token
     from campaigns.unsubscribe import unsubscribe_recipient
 

@@ -10,11 +10,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from campaigns.audience import audience_snapshot
 from campaigns.models import Campaign, Recipient
+from campaigns.snapshot import audience_snapshot
+from stats.counters import outcomes_add
 from tests.conftest import screenshot
 from tests.factories import campaign_to, list_with_contacts
-from tracking.models import CampaignStats
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +79,7 @@ def test_the_campaign_page_while_sending_shows_rate_time_left_and_the_limit(logg
     for recipient, stamp in zip(recipients, sorted(stamps), strict=True):
         recipient.status, recipient.sent_at = Recipient.Status.SENT, stamp
     Recipient.objects.bulk_update(recipients, ["status", "sent_at"])
-    CampaignStats.outcomes_add(campaign.pk, sent=len(recipients))
+    outcomes_add(campaign_id=campaign.pk, sent=len(recipients))
     page = logged_in_page
 
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")

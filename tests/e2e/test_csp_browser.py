@@ -10,22 +10,15 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from campaigns.models import (
-    Campaign,
-    CampaignAttachment,
-    CampaignTemplate,
-    Contact,
-    ImportJob,
-    Layout,
-    Recipient,
-    Segment,
-)
-from campaigns.rendering import recipient_context
-from reports.breakdowns import snapshot_recorded
+from audiences.models import Contact, ImportJob, Segment, Suppression
+from campaigns.composer.rendering import recipient_context
+from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout, Recipient
+from stats.counters import snapshot_recorded
+from stats.models import CampaignStats
 from tests.cobalt_mail.test_access import app_urls
 from tests.cobalt_mail.test_csp import NOT_PAGES, assert_site_policy, directives
 from tests.factories import campaign_to, list_with_contacts
-from tracking.models import CampaignStats, Event, Suppression
+from tracking.models import Event
 
 # A 1 x 1 transparent PNG.
 TINY_PNG = bytes.fromhex(

@@ -6,12 +6,13 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from campaigns.models import Campaign, Contact, Layout, Recipient, Segment
+from audiences.models import Contact, Segment, Suppression
+from campaigns.models import Campaign, Layout, Recipient
 from campaigns.tokens import recipient_token
-from reports.breakdowns import snapshot_recorded
+from stats.counters import snapshot_recorded
+from stats.models import CampaignStats
 from tests.conftest import screenshot
 from tests.factories import campaign_to, list_with_contacts
-from tracking.models import CampaignStats, Suppression
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from campaigns.layouts import default_layout
-from campaigns.models import Contact, Subscription
-from tests.campaigns.link_server import LinkServer
+from audiences.models import Contact, Subscription
+from campaigns.composer.layouts import default_layout
 from tests.conftest import screenshot
 from tests.factories import ContactListFactory, campaign_to
+from tests.link_server import LinkServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

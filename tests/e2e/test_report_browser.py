@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
-from campaigns.models import Subscription
+from audiences.models import Subscription
+from campaigns.delivery.engine import campaign_dispatch
 from campaigns.services import campaign_send_now
+from campaigns.snapshot import audience_snapshot
 from tests.conftest import screenshot
 from tests.factories import ContactFactory, ContactListFactory, campaign_to
-from tests.tracking.conftest import TOPIC_ARN
+from tests.sns import TOPIC_ARN
 from tracking.simulator import Rates, Simulator
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -9,11 +9,12 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from campaigns.composer.rendering import recipient_links
 from campaigns.models import Campaign
-from campaigns.rendering import recipient_links
-from reports.breakdowns import snapshot_recorded
+from campaigns.snapshot import recipient_domains
+from stats.counters import snapshot_recorded
 from tests.conftest import screenshot
-from tests.tracking.conftest import campaign_with_recipients, new_id, notify, post, signed  # noqa: F401
+from tests.sns import campaign_with_recipients, new_id, notify, post, signed  # noqa: F401
 from tests.tracking.records import event, iso
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,7 +31,7 @@ def reported_campaign(notify, settings, live_server):  # noqa: F811
     campaign, recipients = campaign_with_recipients(12, status=Campaign.Status.SENT)
     started = timezone.now() - timedelta(minutes=25)
     Campaign.objects.filter(pk=campaign.pk).update(started_at=started, finished_at=started, snapshot_at=started)
-    snapshot_recorded(campaign_id=campaign.pk, recipients=12)
+    snapshot_recorded(campaign_id=campaign.pk, recipients=12, domains=recipient_domains(campaign_id=campaign.pk))
 
     def send(kind, recipient, minute=None, **detail):
         if minute is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from campaigns.audience import audience_snapshot
-from campaigns.models import Contact, Recipient, Subscription
+from audiences.models import Contact, Subscription
+from campaigns.models import Recipient
+from campaigns.snapshot import audience_snapshot
 from campaigns.tokens import LinkPurpose, link_token
 from tests.conftest import screenshot
 from tests.factories import ContactListFactory, campaign_to, list_with_contacts

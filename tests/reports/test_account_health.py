@@ -8,10 +8,10 @@ import re
 import boto3
 import pytest
 
-from campaigns import ratelimit
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
+from campaigns.delivery import ratelimit
+from campaigns.delivery.engine import campaign_dispatch
 from campaigns.services import campaign_send_now
+from campaigns.snapshot import audience_snapshot
 from reports import account
 from tests.factories import campaign_to, list_with_contacts
 

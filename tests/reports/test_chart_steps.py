@@ -9,11 +9,12 @@ import pytest
 import time_machine
 
 from campaigns.models import Campaign
-from reports.breakdowns import breakdown_bump, breakdown_repair
 from reports.charts import bar_chart, line_chart, text_width
 from reports.selectors import activity_series, time_step
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from stats.breakdowns import breakdown_bump
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import SENT_AT, event
+from tracking.recount import breakdown_repair
 
 HUMAN = {"userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36"}
 

@@ -8,13 +8,13 @@ import io
 import pytest
 from django.core.management import call_command
 
-from campaigns.models import Segment
-from reports.breakdowns import breakdown_repair, breakdown_rows
+from audiences.models import Segment
 from reports.selectors import headline
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from stats.breakdowns import breakdown_rows
+from stats.models import CampaignStats
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import event
-from tracking.models import CampaignStats
-from tracking.services import stats_repair
+from tracking.recount import breakdown_repair, stats_repair
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +107,7 @@ def test_counters_equal_a_full_recount_and_the_command_repairs_drift(known_campa
     assert breakdown_repair(campaign_id=campaign.pk) == {}
     CampaignStats.objects.filter(campaign=campaign).update(delivered=99)
     breakdown_rows_before = breakdown_rows(campaign_id=campaign.pk, kind="link:human_click")
-    from reports.models import CampaignBreakdown
+    from stats.models import CampaignBreakdown
 
     CampaignBreakdown.objects.filter(campaign=campaign, kind="link:human_click").update(count=0)
     call_command("tracking_recount", "--fix", stdout=io.StringIO())
@@ -156,8 +156,8 @@ def test_a_filtered_view_becomes_a_segment_for_the_next_campaign(staff_client, k
     assert response.status_code == 302
     segment = Segment.objects.get()
     assert segment.rules == [{"field": "engagement", "operator": "not_opened", "value": {"campaign": campaign.pk}}]
-    from campaigns.models import Contact
-    from campaigns.segments import segment_filter
+    from audiences.models import Contact
+    from audiences.segments import segment_filter
 
     assert not Contact.objects.filter(segment_filter(segment), pk=recipients[0].contact_id).exists()
     assert Contact.objects.filter(segment_filter(segment), pk=recipients[5].contact_id).exists()
@@ -175,8 +175,8 @@ def test_recipients_who_unsubscribed_through_the_link_are_listed(client, staff_c
 
 
 def test_clicked_link_x_becomes_a_segment_of_exactly_those_contacts(staff_client, known_campaign):
-    from campaigns.models import Contact
-    from campaigns.segments import segment_filter
+    from audiences.models import Contact
+    from audiences.segments import segment_filter
 
     campaign, recipients = known_campaign
     staff_client.post(

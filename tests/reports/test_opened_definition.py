@@ -8,10 +8,9 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from reports.breakdowns import breakdown_bump
 from reports.selectors import clicked, opened
+from stats.models import CampaignStats
 from tests.factories import CampaignFactory
-from tracking.models import CampaignStats
 
 pytestmark = pytest.mark.django_db
 
@@ -19,8 +18,7 @@ pytestmark = pytest.mark.django_db
 def campaign_with(**stats) -> Campaign:
     now = timezone.now()
     campaign = CampaignFactory(status=Campaign.Status.SENT, started_at=now, finished_at=now, snapshot_at=now)
-    CampaignStats.objects.create(campaign=campaign, **stats)
-    breakdown_bump(campaign_id=campaign.pk, items=[("meta", "recipients", stats.get("sent", 0))])
+    CampaignStats.objects.create(campaign=campaign, recipients=stats.get("sent", 0), **stats)
     return campaign
 
 

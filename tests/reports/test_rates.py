@@ -8,12 +8,13 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from reports.breakdowns import breakdown_bump, snapshot_recorded
+from campaigns.snapshot import recipient_domains
 from reports.selectors import account_health, headline
+from stats.counters import snapshot_recorded
+from stats.models import CampaignStats
 from tests.factories import CampaignFactory
-from tests.tracking.conftest import campaign_with_recipients
+from tests.sns import campaign_with_recipients
 from tests.tracking.records import event, identity_notification
-from tracking.models import CampaignStats
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +29,7 @@ def rates_on(page: bytes) -> list[float]:
 def sent_campaign(**stats) -> Campaign:
     now = timezone.now()
     campaign = CampaignFactory(status=Campaign.Status.SENT, started_at=now, finished_at=now, snapshot_at=now)
-    CampaignStats.objects.create(campaign=campaign, **stats)
-    breakdown_bump(campaign_id=campaign.pk, items=[("meta", "recipients", stats.get("sent", 0))])
+    CampaignStats.objects.create(campaign=campaign, recipients=stats.get("sent", 0), **stats)
     return campaign
 
 
@@ -41,7 +41,7 @@ def twice_notified(notify):
     """
     campaign, recipients = campaign_with_recipients(4)
     Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
-    snapshot_recorded(campaign_id=campaign.pk, recipients=4)
+    snapshot_recorded(campaign_id=campaign.pk, recipients=4, domains=recipient_domains(campaign_id=campaign.pk))
 
     def both(kind, recipient, **detail):
         tagged = event(kind, address=recipient.email, campaign=campaign.pk, recipient=recipient.pk,

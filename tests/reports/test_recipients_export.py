@@ -9,7 +9,7 @@ import io
 import pytest
 
 from campaigns.models import Recipient
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import event
 
 pytestmark = pytest.mark.django_db

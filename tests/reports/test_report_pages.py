@@ -9,10 +9,10 @@ import time_machine
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from reports.breakdowns import breakdown_bump, breakdown_rows
 from reports.selectors import headline, refresh_interval
+from stats.breakdowns import breakdown_bump, breakdown_rows
+from stats.models import CampaignStats
 from tests.factories import CampaignFactory
-from tracking.models import CampaignStats
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.django_db
 def sent_campaign(**stats) -> Campaign:
     now = timezone.now()
     campaign = CampaignFactory(status=Campaign.Status.SENT, started_at=now, finished_at=now, snapshot_at=now)
-    CampaignStats.objects.create(campaign=campaign, **stats)
-    breakdown_bump(campaign_id=campaign.pk, items=[("meta", "recipients", stats.get("sent", 0))])
+    CampaignStats.objects.create(campaign=campaign, recipients=stats.get("sent", 0), **stats)
     return campaign
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.rendering import recipient_links
-from reports.breakdowns import breakdown_repair
+from campaigns.composer.rendering import recipient_links
 from reports.selectors import top_links
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import event
+from tracking.recount import breakdown_repair
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from campaigns.templatetags.safe_links import http_url
-from tests.tracking.conftest import campaign_with_recipients
+from tests.sns import campaign_with_recipients
 from tests.tracking.records import event
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import EVENT_TYPES, event, identity_notification
-from tracking.services import event_record
+from tracking.storing import event_record
 
 pytestmark = pytest.mark.django_db
 

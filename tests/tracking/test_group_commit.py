@@ -9,10 +9,11 @@ import threading
 import pytest
 from django.core.wsgi import get_wsgi_application
 
-from tests.tracking.conftest import WEBHOOK, campaign_with_recipients, new_id
+from stats.models import CampaignStats
+from tests.sns import WEBHOOK, campaign_with_recipients, new_id
 from tests.tracking.records import event
 from tracking import groupcommit
-from tracking.models import CampaignStats, Event
+from tracking.models import Event
 from tracking.wsgi import with_fast_webhook
 
 

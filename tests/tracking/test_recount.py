@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.tracking.conftest import campaign_with_recipients
+from stats.models import CampaignStats
+from tests.sns import campaign_with_recipients
 from tests.tracking.records import event
-from tracking.models import CampaignStats
 
 pytestmark = pytest.mark.django_db
 PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
@@ -37,8 +37,8 @@ def test_counters_recorded_through_the_webhook_equal_a_recount(notify):
 
 def test_it_reports_and_repairs_drifted_counters():
     campaign, (recipient,) = campaign_with_recipients(1)
-    from tests.tracking.conftest import new_id
-    from tracking.services import event_record
+    from tests.sns import new_id
+    from tracking.storing import event_record
 
     event_record(
         sns_message_id=new_id(),

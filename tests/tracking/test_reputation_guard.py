@@ -13,10 +13,12 @@ import pytest
 
 from campaigns.models import Campaign
 from campaigns.services import campaign_resume
-from tests.tracking.conftest import campaign_with_recipients, new_id
+from stats.models import CampaignStats
+from tests.sns import campaign_with_recipients, new_id
 from tests.tracking.records import event
-from tracking.models import CampaignStats
-from tracking.services import event_parse, events_store, reputation_guard_reason, wilson_lower_bound
+from tracking.guard import reputation_guard_reason, wilson_lower_bound
+from tracking.parsing import event_parse
+from tracking.storing import events_store
 
 pytestmark = pytest.mark.django_db
 

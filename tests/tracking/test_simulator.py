@@ -19,15 +19,16 @@ import pytest
 import requests
 from django.utils import timezone
 
-from campaigns.audience import audience_snapshot
-from campaigns.engine import campaign_dispatch
-from campaigns.models import Contact, Subscription
+from audiences.models import Contact, Subscription, Suppression
+from campaigns.delivery.engine import campaign_dispatch
 from campaigns.services import campaign_send_now
-from cobalt_mail.local_ses import LocalSESServer
+from campaigns.snapshot import audience_snapshot
+from common.local_ses import LocalSESServer
+from stats.models import CampaignStats
 from tests.conftest import ROOT
 from tests.factories import ContactFactory, ContactListFactory, campaign_to
-from tests.tracking.conftest import TOPIC_ARN
-from tracking.models import CampaignStats, Event, SimulatedNotification, Suppression
+from tests.sns import TOPIC_ARN
+from tracking.models import Event, SimulatedNotification
 from tracking.simulator import Rates, Simulator, message_links, plan_events
 
 ADDRESSES = [

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.tracking.conftest import TOPIC_ARN, new_id
+from tests.sns import TOPIC_ARN, new_id
 from tests.tracking.records import iso
 
 

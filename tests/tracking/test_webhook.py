@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.tracking.conftest import TOPIC_ARN, WEBHOOK, campaign_with_recipients, new_id
+from stats.models import CampaignStats
+from tests.sns import TOPIC_ARN, WEBHOOK, campaign_with_recipients, new_id
 from tests.tracking.records import EVENT_TYPES, event, identity_notification, iso
-from tracking.models import CampaignStats, Event
+from tracking.models import Event
 from tracking.simulator import SigningIdentity
 
 pytestmark = pytest.mark.django_db

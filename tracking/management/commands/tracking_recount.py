@@ -1,15 +1,15 @@
 """`manage.py tracking_recount [--campaign ID] [--fix]`: prove (or restore) counters = events + recipients.
 
 Recipient counters are recounted as distinct recipients (SES may notify one bounce twice), and
-``unsubscribed`` from the recipients' unsubscribe markers (see tracking.services.stats_recount).
+``unsubscribed`` from the recipients' unsubscribe markers (see tracking.recount.stats_recount).
 """
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracking.models import CampaignStats
-from tracking.services import counters_repair
+from stats.models import CampaignStats
+from tracking.recount import counters_repair
 
 
 class Command(BaseCommand):

@@ -1,0 +1,236 @@
+"""People and what they agreed to: contacts, lists, subscriptions, segments, imports, suppression.
+
+Writes go through ``audiences.services`` (and ``audiences.imports`` for CSV uploads). The tables
+kept their names when these models moved here from ``campaigns`` and ``tracking``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+def normalise_email(address: str) -> str:
+    """One spelling per mailbox: trimmed, lower-cased, domain converted to IDNA (punycode).
+
+    Lower-casing the local part is not strictly RFC 5321, but every large provider treats it as
+    case-insensitive and duplicates that differ only in case are a far worse problem.
+    """
+    address = (address or "").strip().strip("<>").strip()
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return address.lower()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # validation reports it; keep the text as typed
+    return f"{local}@{domain}".lower()
+
+
+class Contact(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+
+    email = models.CharField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    source = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "campaigns_contact"
+        ordering = ["email"]
+        indexes = [
+            models.Index(fields=["status", "id"], name="contact_status_idx"),
+            models.Index(Lower("last_name"), name="contact_last_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def save(self, *args, **kwargs) -> None:
+        self.email = normalise_email(self.email)
+        super().save(*args, **kwargs)
+
+
+class ContactList(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "campaigns_contactlist"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        SUBSCRIBED = "subscribed", "Subscribed"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "campaigns_subscription"
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "contact_list"], name="subscription_unique"),
+        ]
+        indexes = [models.Index(fields=["contact_list", "status", "contact"], name="subscription_list_idx")]
+
+
+class Segment(models.Model):
+    """Saved rules (see ``audiences.segments``); ``rules`` is a list of {field, operator, value}."""
+
+    class Match(models.TextChoices):
+        ALL = "all", "All rules"
+        ANY = "any", "Any rule"
+
+    name = models.CharField(max_length=200, unique=True)
+    match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
+    rules = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "campaigns_segment"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportJob(models.Model):
+    """One CSV upload being imported by a django-q2 task; the page polls its counters.
+
+    An upload from the browser starts as "mapping": nothing is written until staff confirm which
+    column holds what (``column_mapping``); confirming queues the task.
+    """
+
+    class Status(models.TextChoices):
+        MAPPING = "mapping", "Waiting for the columns to be confirmed"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Done"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="imports/%Y/%m/", max_length=300)
+    original_name = models.CharField(max_length=255, blank=True)
+    contact_list = models.ForeignKey(
+        ContactList, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
+    )
+    update_existing = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.CharField(max_length=1000, blank=True)
+    encoding = models.CharField(max_length=40, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    rows_read = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    subscribed = models.PositiveIntegerField(default=0)
+    not_resubscribed = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    # The first rejections ({"line", "reason", "email"}) for the page; all of them are in rejected_file.
+    rejected_preview = models.JSONField(default=list, blank=True)
+    rejected_file = models.FileField(upload_to="imports/rejected/", max_length=300, blank=True)
+    # Per CSV column, in file order: {"name": header text, "field": "email" | "first_name" |
+    # "last_name" | "attribute" | "ignore"}. Guessed at upload, confirmed (or changed) by staff.
+    column_mapping = models.JSONField(default=list, blank=True)
+    # The first few data rows (cells cut short), shown beside the mapping; emptied once confirmed.
+    sample_rows = models.JSONField(default=list, blank=True)
+    # Addresses accepted after rewriting ("Name <a@b.org>" → a@b.org), and the first few of them.
+    rewritten = models.PositiveIntegerField(default=0)
+    rewritten_preview = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Moved with every batch; an import that stops beating is restarted (audiences.imports).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "campaigns_importjob"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.original_name or f"Import {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.REFUSED, self.Status.FAILED}
+
+    @property
+    def encoding_label(self) -> str:
+        return {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(self.encoding, self.encoding)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return min(99, round(100 * self.bytes_read / self.size_bytes)) if self.size_bytes else 0
+
+
+# --- composer: layouts, attachments, reusable templates ----------------------------------------
+
+
+class Suppression(models.Model):
+    """An address no campaign may reach, whatever its contact or list status says."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+        COMPLAINT = "complaint", "Complaint"
+        MANUAL = "manual", "Added by staff"
+        IMPORTED = "imported", "Imported"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed through SES"
+
+    email = models.CharField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        db_table = "tracking_suppression"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class AddressHealth(models.Model):
+    """Consecutive soft bounces per address, across campaigns (reset by a delivery)."""
+
+    email = models.CharField(max_length=254, unique=True)
+    consecutive_soft_bounces = models.PositiveIntegerField(default=0)
+    # The SES message whose soft bounce was counted last: SES may notify one bounce twice
+    # (configuration set + identity topic), and that is one bounce in a row, not two.
+    last_soft_bounce_message_id = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "tracking_addresshealth"

@@ -1,0 +1,139 @@
+"""What bounces, complaints and unsubscribes do to addresses, contacts, lists and the suppression list.
+
+- Permanent bounce: the address is suppressed (``hard_bounce``) and its contact marked bounced
+  (a complained contact stays complained).
+- Transient or undetermined bounce: the address's consecutive soft-bounce count goes up once per
+  message (across campaigns; a delivery resets it); at ``SOFT_BOUNCE_LIMIT`` it is suppressed.
+- Complaint: suppressed, contact marked complained, unsubscribed from every list.
+- SES Subscription event: ``unsubscribeAll`` unsubscribes the contact from every list and
+  suppresses the address; a topic opt-out unsubscribes from the list named like the topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from audiences.models import AddressHealth, Contact, Suppression
+from audiences.services import address_suppress, contact_status_mark, lists_leave
+from tracking.models import Event
+from tracking.parsing import ParsedEvent
+
+# Tables in the order every batch locks them, address by address (see policies_apply).
+HEALTH, SUPPRESSION, CONTACT, SUBSCRIPTIONS = range(4)
+ACTIVE, UNSUBSCRIBED, BOUNCED = Contact.Status.ACTIVE, Contact.Status.UNSUBSCRIBED, Contact.Status.BOUNCED
+NOT_COMPLAINED = [ACTIVE, UNSUBSCRIBED, BOUNCED]
+
+
+def policies_apply(fresh: list[tuple[Event, ParsedEvent]]) -> None:
+    """What bounces, complaints and unsubscribes do to addresses, contacts, lists and the suppression list.
+
+    The steps of the whole batch run table by table (soft-bounce streaks, suppression list,
+    contacts, subscriptions) and, within a table, in address order: two webhook processes
+    whose batches hold the same addresses (SES's two notifications of one bounce) then take
+    their row locks in the same order and wait for each other instead of deadlocking.
+    Every step is idempotent or conditional, so a second notification of the same bounce,
+    complaint or unsubscribe changes nothing.
+    """
+    steps: list[tuple[int, str, int, Callable[[], object]]] = []
+
+    def step(table: int, address: str, action: Callable[[], object]) -> None:
+        steps.append((table, address, len(steps), action))
+
+    delivered = {a for e, p in fresh if e.event_type == Event.Type.DELIVERY for a in p.addresses}
+    if delivered:
+        # A delivery ends the address's soft-bounce streak, before this batch's bounces count.
+        streaks = AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0)
+        for address in streaks.values_list("email", flat=True):
+            step(HEALTH, address, partial(_streak_end, address))
+    for event, parsed in fresh:
+        for address in parsed.addresses:
+            for table, action in _policy_steps(event, parsed, address):
+                step(table, address, action)
+    for _, _, _, action in sorted(steps, key=lambda item: item[:3]):
+        action()
+
+
+def _policy_steps(event: Event, parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], object]]]:
+    kind = event.event_type
+    if kind == Event.Type.BOUNCE and event.bounce_type == "Permanent":
+        return [
+            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.HARD_BOUNCE)),
+            # A complained contact stays complained.
+            (CONTACT, partial(contact_status_mark, email=address, status=BOUNCED, from_statuses=NOT_COMPLAINED)),
+        ]
+    if kind == Event.Type.BOUNCE:
+        counted: dict[str, int] = {}
+        return [
+            (HEALTH, partial(_soft_bounce_count, address, event.ses_message_id, counted)),
+            (SUPPRESSION, partial(_soft_bounce_limit, address, counted)),
+        ]
+    if kind == Event.Type.COMPLAINT:
+        return [
+            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.COMPLAINT)),
+            (CONTACT, partial(contact_status_mark, email=address, status=Contact.Status.COMPLAINED)),
+            (SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=None)),
+        ]
+    if kind == Event.Type.SUBSCRIPTION:
+        return _subscription_steps(parsed, address)
+    return []
+
+
+def _streak_end(address: str) -> None:
+    AddressHealth.objects.filter(email=address, consecutive_soft_bounces__gt=0).update(consecutive_soft_bounces=0)
+
+
+def _soft_bounce_count(address: str, ses_message_id: str, counted: dict[str, int]) -> None:
+    """One more soft bounce in a row, unless this message's bounce was already counted.
+
+    A conditional UPDATE (the message id differs from the last one counted) whose row count
+    decides: SES's second notification of the same bounce, in this batch or a concurrent one,
+    is not a second bounce in a row.
+    """
+    AddressHealth.objects.bulk_create([AddressHealth(email=address)], ignore_conflicts=True)
+    rows = AddressHealth.objects.filter(email=address)
+    if ses_message_id:
+        rows = rows.exclude(last_soft_bounce_message_id=ses_message_id)
+    if rows.update(
+        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1,
+        last_soft_bounce_message_id=ses_message_id[:100],
+        updated_at=timezone.now(),
+    ):
+        health = AddressHealth.objects.filter(email=address).values_list("consecutive_soft_bounces", flat=True)
+        counted["streak"] = health.first() or 0
+
+
+def _soft_bounce_limit(address: str, counted: dict[str, int]) -> None:
+    streak = counted.get("streak", 0)
+    if streak >= settings.SOFT_BOUNCE_LIMIT:
+        address_suppress(
+            email=address, reason=Suppression.Reason.SOFT_BOUNCES, note=f"{streak} consecutive soft bounces"
+        )
+
+
+def _subscription_steps(parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], object]]]:
+    """Honour an unsubscribe made through SES subscription management: ``unsubscribeAll`` leaves
+    every list and suppresses the address; a topic opt-out leaves the list named like the topic."""
+    preferences = parsed.detail.get("newTopicPreferences") or {}
+    if not isinstance(preferences, dict):
+        return []
+    if preferences.get("unsubscribeAll") is True:
+        note = "Unsubscribed through SES subscription management"
+        # audiences.services.contacts_unsubscribe_everywhere in two steps: the contact in the
+        # contacts' turn, its lists in the subscriptions', keeping the batch's table lock order.
+        return [
+            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.UNSUBSCRIBED, note=note)),
+            (CONTACT, partial(contact_status_mark, email=address, status=UNSUBSCRIBED, from_statuses=[ACTIVE])),
+            (SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=None)),
+        ]
+    topics = preferences.get("topicSubscriptionStatus")
+    opted_out = [
+        str(topic.get("topicName"))
+        for topic in (topics if isinstance(topics, list) else [])
+        if isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut"
+    ]
+    return [(SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=opted_out))] if opted_out else []
