@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from audiences.addresses import email_clean
-from audiences.models import Contact, ContactList, Segment, Subscription, Suppression, normalise_email
+from audiences.models import AddressHealth, Contact, ContactList, Segment, Subscription, Suppression, normalise_email
 from audiences.segments import rules_filter
 
 
@@ -260,3 +260,31 @@ def suppression_remove(*, suppression_id: int) -> str | None:
         return None
     entry.delete()
     return entry.email
+
+
+# --- address health (soft bounces in a row, across campaigns) ----------------------------------
+
+
+def soft_bounce_streak_end(*, email: str) -> int:
+    """A delivery ends the address's run of soft bounces."""
+    return AddressHealth.objects.filter(email=email, consecutive_soft_bounces__gt=0).update(consecutive_soft_bounces=0)
+
+
+def soft_bounce_count(*, email: str, ses_message_id: str) -> int | None:
+    """One more soft bounce in a row, unless this message's bounce was already counted.
+
+    Returns the new streak, or None when nothing was counted. A conditional UPDATE (the message id
+    differs from the last one counted) whose row count decides: SES's second notification of the
+    same bounce, in this batch or a concurrent one, is not a second bounce in a row.
+    """
+    AddressHealth.objects.bulk_create([AddressHealth(email=email)], ignore_conflicts=True)
+    rows = AddressHealth.objects.filter(email=email)
+    if ses_message_id:
+        rows = rows.exclude(last_soft_bounce_message_id=ses_message_id)
+    if not rows.update(
+        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1,
+        last_soft_bounce_message_id=ses_message_id[:100],
+        updated_at=timezone.now(),
+    ):
+        return None
+    return AddressHealth.objects.filter(email=email).values_list("consecutive_soft_bounces", flat=True).first() or 0

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from bench import pg
+from tests import ses_stub
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cobalt_bench_engine"
@@ -447,8 +448,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-others", action="store_true", help="skip bench.webhook, imports, reports, simulator")
     args = parser.parse_args(argv)
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
-
-    from bench import ses_stub
 
     stub_port = pg.free_port()
     stub = multiprocessing.get_context("fork").Process(target=ses_stub.serve_forever, args=(stub_port,), daemon=True)

@@ -15,11 +15,15 @@ from collections.abc import Callable
 from functools import partial
 
 from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
 
 from audiences.models import AddressHealth, Contact, Suppression
-from audiences.services import address_suppress, contact_status_mark, lists_leave
+from audiences.services import (
+    address_suppress,
+    contact_status_mark,
+    lists_leave,
+    soft_bounce_count,
+    soft_bounce_streak_end,
+)
 from tracking.models import Event
 from tracking.parsing import ParsedEvent
 
@@ -49,7 +53,7 @@ def policies_apply(fresh: list[tuple[Event, ParsedEvent]]) -> None:
         # A delivery ends the address's soft-bounce streak, before this batch's bounces count.
         streaks = AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0)
         for address in streaks.values_list("email", flat=True):
-            step(HEALTH, address, partial(_streak_end, address))
+            step(HEALTH, address, partial(soft_bounce_streak_end, email=address))
     for event, parsed in fresh:
         for address in parsed.addresses:
             for table, action in _policy_steps(event, parsed, address):
@@ -83,28 +87,10 @@ def _policy_steps(event: Event, parsed: ParsedEvent, address: str) -> list[tuple
     return []
 
 
-def _streak_end(address: str) -> None:
-    AddressHealth.objects.filter(email=address, consecutive_soft_bounces__gt=0).update(consecutive_soft_bounces=0)
-
-
 def _soft_bounce_count(address: str, ses_message_id: str, counted: dict[str, int]) -> None:
-    """One more soft bounce in a row, unless this message's bounce was already counted.
-
-    A conditional UPDATE (the message id differs from the last one counted) whose row count
-    decides: SES's second notification of the same bounce, in this batch or a concurrent one,
-    is not a second bounce in a row.
-    """
-    AddressHealth.objects.bulk_create([AddressHealth(email=address)], ignore_conflicts=True)
-    rows = AddressHealth.objects.filter(email=address)
-    if ses_message_id:
-        rows = rows.exclude(last_soft_bounce_message_id=ses_message_id)
-    if rows.update(
-        consecutive_soft_bounces=F("consecutive_soft_bounces") + 1,
-        last_soft_bounce_message_id=ses_message_id[:100],
-        updated_at=timezone.now(),
-    ):
-        health = AddressHealth.objects.filter(email=address).values_list("consecutive_soft_bounces", flat=True)
-        counted["streak"] = health.first() or 0
+    streak = soft_bounce_count(email=address, ses_message_id=ses_message_id)
+    if streak is not None:
+        counted["streak"] = streak
 
 
 def _soft_bounce_limit(address: str, counted: dict[str, int]) -> None:
