@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -14,6 +15,8 @@ from campaigns.composer.rendering import TemplateProblem, compile_campaign
 from campaigns.models import Campaign, Recipient, content_of
 from campaigns.snapshot import audience_count
 from stats.counters import outcomes_add, reputation_guard_rebase
+
+logger = logging.getLogger(__name__)
 
 Status = Campaign.Status
 
@@ -55,6 +58,11 @@ def _transition(
         campaign.scheduled_at = None
         fields.append("scheduled_at")
     campaign.save(update_fields=fields)
+    # On commit: a change rolled back with its transaction did not happen.
+    context = {"campaign": campaign.pk, "from_status": current.value, "to_status": target.value, "reason": reason}
+    transaction.on_commit(
+        lambda: logger.info("campaign %s: %s -> %s", campaign_id, current.value, target.value, extra=context)
+    )
     return campaign
 
 

@@ -11,8 +11,8 @@ from django.shortcuts import render
 from django.urls import resolve
 from django.urls.exceptions import Resolver404
 
-# URL names reachable without a staff login: the login page itself, the SNS webhook and the
-# recipients' own unsubscribe and preference pages.
+# URL names reachable without a staff login: the login page itself, the SNS webhook, the
+# recipients' own unsubscribe and preference pages, and the health and metrics endpoints.
 PUBLIC_URL_NAMES = frozenset(
     {
         "login",
@@ -24,6 +24,8 @@ PUBLIC_URL_NAMES = frozenset(
         "campaigns:layout_colours",
         "campaigns:view_online",
         "compose:campaign_image",  # images in campaigns: mail clients load them
+        "health",  # load balancers and monitors; shows pass/fail, ages and fixed phrases only
+        "metrics",  # guarded by its own bearer token (METRICS_TOKEN) instead
     }
 )
 

@@ -222,6 +222,14 @@ LINK_CHECK_ALLOW_PRIVATE = env_bool("LINK_CHECK_ALLOW_PRIVATE", default=False)
 # started again from the top of its file by the minute tick.
 IMPORT_TIMEOUT = env_int("IMPORT_TIMEOUT", 6 * 3600, minimum=60)
 IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", 900, minimum=60)
+# --- Retention (cobalt_mail/retention.py, daily and `manage.py retention`): days after which mail
+# bodies and logs, raw event JSON and import files go; figures, recipients and events stay.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=1)
+RETENTION_MAIL_DAYS = env_int("RETENTION_MAIL_DAYS", RETENTION_DAYS, minimum=1)
+RETENTION_EVENT_PAYLOAD_DAYS = env_int("RETENTION_EVENT_PAYLOAD_DAYS", RETENTION_DAYS, minimum=1)
+RETENTION_IMPORT_FILE_DAYS = env_int("RETENTION_IMPORT_FILE_DAYS", RETENTION_DAYS, minimum=1)
+# Rows per SELECT and per UPDATE/DELETE transaction: small enough that no table is locked for long.
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000, minimum=1)
 POSTAL_ADDRESS = env_str("POSTAL_ADDRESS", "Cobalt Mail, 1 Example Street, Exampletown")
 
 POST_OFFICE = {
@@ -331,14 +339,27 @@ else:
 if TESTING and env_str("REDIS_URL"):
     Q_CLUSTER["name"] = f"cobalt_test_{env_str('COBALT_TEST_DB_SUFFIX', 'main')}"
 
+# /metrics answers a Prometheus scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset = off (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+
 DJANGO_TABLES2_TEMPLATE = "tables/bulma.html"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# text: readable lines (the default); json: one JSON object per line with the context fields
+# (common/logs.py), for a log shipper.
+LOG_FORMAT = (env_str("LOG_FORMAT", "text") or "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not a log format: use text or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "common.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "botocore": {"level": "WARNING"},

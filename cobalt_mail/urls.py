@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from cobalt_mail import views
+from cobalt_mail import health, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,4 +19,6 @@ urlpatterns = [
     path("", include("campaigns.composer.urls")),
     path("", include("campaigns.urls")),
     path("tracking/", include("tracking.urls")),
+    path("health/", health.health, name="health"),
+    path("metrics", health.metrics, name="metrics"),  # Prometheus's default path, no slash
 ]

@@ -21,6 +21,7 @@ from common.params import id_param
 from tracking import groupcommit, sns
 from tracking.models import Event
 from tracking.parsing import EventRefused, event_parse, without_nul
+from tracking.rejections import rejection_record
 from tracking.storing import events_store, unmatched_count
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,25 @@ def webhook_handle(*, body: bytes) -> tuple[int, str]:
     except groupcommit.GroupCommitUnavailable as problem:
         return 503, f"{problem} Please retry."
     except sns.SNSRefused as refusal:
-        logger.info("SNS message refused: %s", refusal)
-        return refusal.status, str(refusal)
+        return refusal.status, str(refusal)  # logged by the caller, which knows the address
     except EventRefused as refusal:
         return 400, str(refusal)
     return 200, "Recorded." if event else "Already recorded."
+
+
+def rejection_log(*, status: int, reason: str, meta: dict) -> None:
+    """One line per refused webhook request (4xx), with the reason and the sender's address.
+
+    ``meta`` is the WSGI environ (``request.META`` is one). Behind the TLS proxy the address is
+    the last X-Forwarded-For entry, the one the proxy appended (earlier ones can be forged).
+    """
+    if not 400 <= status < 500:
+        return
+    address = meta.get("REMOTE_ADDR", "")
+    if settings.BEHIND_TLS_PROXY:
+        address = meta.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip() or address
+    context = {"reason": reason, "status": status, "remote_address": address[:64]}
+    logger.info("SNS webhook request refused (%s): %s", status, reason, extra=context)
 
 
 def announced_too_large(content_length: str | None) -> tuple[int, str] | None:
@@ -82,6 +97,8 @@ def announced_too_large(content_length: str | None) -> tuple[int, str] | None:
 def ses_webhook(request: HttpRequest) -> HttpResponse:
     refusal = announced_too_large(request.META.get("CONTENT_LENGTH"))
     status, message = refusal or webhook_handle(body=request.body)
+    rejection_log(status=status, reason=message, meta=request.META)
+    rejection_record(status=status)  # counted for /metrics
     return _text(message, status)
 
 

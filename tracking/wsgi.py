@@ -20,7 +20,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.urls import reverse
 
-from tracking.views import announced_too_large, webhook_handle
+from tracking.rejections import rejection_record
+from tracking.views import announced_too_large, rejection_log, webhook_handle
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def with_fast_webhook(django_application: Callable, *, path: str | None = None) 
                 _recycle_connections()
         else:
             status, message = refusal
+        rejection_log(status=status, reason=message, meta=environ)
+        rejection_record(status=status)  # counted for /metrics
         payload = message.encode()
         start_response(
             f"{status} {HTTPStatus(status).phrase}",

@@ -4,6 +4,7 @@ imports it, and the clean-up of abandoned and stalled jobs."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def import_job_run(job_id: int) -> str:
     rejected_name = f"imports/rejected/import-{job.pk}-rejected.csv"
     rejected_path = Path(settings.MEDIA_ROOT) / rejected_name
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
 
     def progress(report: ImportReport, position: int) -> None:
         ImportJob.objects.filter(pk=job_id).update(
@@ -159,6 +161,11 @@ def import_job_run(job_id: int) -> str:
         column_mapping=report.mapping,
         rejected_file=rejected_name if report.rejected else "",
         **report.counters(),
+    )
+    seconds = round(time.monotonic() - started, 3)
+    context = {"import_job": job_id, "rows": report.rows_read, "rejected": report.rejected, "seconds": seconds}
+    logger.info(
+        "import job %(import_job)s: %(rows)s rows, %(rejected)s rejected, in %(seconds).3f s", context, extra=context
     )
     return "done"
 

@@ -321,6 +321,15 @@ class Dispatcher:
             return
         campaign = self.prepared.campaign
         keep_going = _with_database(lambda: _record(campaign, outcomes), what="recording SES's answers")
+        # seconds: from the group's first answer until it is written (slow writes show here).
+        seconds = round(time.monotonic() - self.results_since, 3)
+        logger.info(
+            "campaign %s: %s results written in %.3f s",
+            campaign.pk,
+            len(outcomes),
+            seconds,
+            extra={"campaign": campaign.pk, "messages": len(outcomes), "seconds": seconds},
+        )
         for outcome in outcomes:
             self.held.get(outcome.token, set()).discard(outcome.recipient.pk)
         self.held = {token: ids for token, ids in self.held.items() if ids}

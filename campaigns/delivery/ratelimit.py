@@ -52,6 +52,14 @@ def send_rate() -> float:
         return rate
 
 
+def send_rate_known() -> float | None:
+    """The send rate in force without asking SES: ``SEND_RATE``, else this process's cached
+    MaxSendRate, else None (for /metrics, which must not wait on SES)."""
+    if settings.SEND_RATE:
+        return float(settings.SEND_RATE)
+    return _quota_cache[0] if _quota_cache else None
+
+
 def ses_send_quota() -> dict | None:
     """SES GetSendQuota (``Max24HourSend``, ``MaxSendRate``, ``SentLast24Hours``); None, logged,
     when SES cannot be reached. Callers cache it for as long as suits them."""
