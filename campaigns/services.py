@@ -58,11 +58,8 @@ def _transition(
         campaign.scheduled_at = None
         fields.append("scheduled_at")
     campaign.save(update_fields=fields)
-    # On commit: a change rolled back with its transaction did not happen.
     context = {"campaign": campaign.pk, "from_status": current.value, "to_status": target.value, "reason": reason}
-    transaction.on_commit(
-        lambda: logger.info("campaign %s: %s -> %s", campaign_id, current.value, target.value, extra=context)
-    )
+    logger.info("campaign %s: %s -> %s", campaign_id, current.value, target.value, extra=context)
     return campaign
 
 
