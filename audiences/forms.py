@@ -1,4 +1,8 @@
-"""Forms of the audience pages: contacts, lists, imports, suppression and segment rules."""
+"""Forms of the audience pages: contacts, lists, imports, suppression and segment rules.
+
+Forms that offer lists, segments or campaigns take the organisation and offer only its own: a
+posted id of another organisation's list is "not one of the available choices", a field error.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,36 @@ from audiences.addresses import email_clean
 from audiences.imports import ImportRefused, header_key, mapping_check
 from audiences.models import Contact, ContactList, Segment, Suppression
 from audiences.segments import RuleError, engagement_campaigns, rule_filter
+from audiences.selectors import lists_of
 from common.params import id_params
+from organisations.models import Organisation
 
 ATTRIBUTE_NAME = re.compile(r"^[\w-]{1,100}$")
 INPUT = {"class": "input"}
 
 
-class ContactFilterForm(forms.Form):
+class OrganisationListsForm(forms.Form):
+    """A form whose list fields (``LIST_FIELDS``) offer the organisation's lists only."""
+
+    LIST_FIELDS: tuple[str, ...] = ()
+
+    def __init__(self, *args, organisation: Organisation, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.organisation = organisation
+        for name in self.LIST_FIELDS:
+            self.fields[name].queryset = lists_of(organisation)
+
+
+class ContactFilterForm(OrganisationListsForm):
+    LIST_FIELDS = ("list",)
+
     q = forms.CharField(
         required=False,
         max_length=254,
         widget=forms.SearchInput(attrs={**INPUT, "placeholder": "Email or name starts with…", "aria-label": "Search"}),
     )
     list = forms.ModelChoiceField(
-        ContactList.objects.all(),
+        ContactList.objects.none(),
         required=False,
         empty_label="All lists",
         widget=forms.Select(attrs={"aria-label": "List"}),
@@ -47,7 +67,9 @@ class ContactFilterForm(forms.Form):
         }
 
 
-class ContactForm(forms.Form):
+class ContactForm(OrganisationListsForm):
+    LIST_FIELDS = ("lists",)
+
     email = forms.CharField(max_length=320, widget=forms.TextInput(attrs={**INPUT, "autocomplete": "off"}))
     first_name = forms.CharField(max_length=100, required=False, widget=forms.TextInput(attrs=INPUT))
     last_name = forms.CharField(max_length=100, required=False, widget=forms.TextInput(attrs=INPUT))
@@ -57,7 +79,7 @@ class ContactForm(forms.Form):
         help_text="One per line, as name = value (for example: club = Rowing).",
     )
     lists = forms.ModelMultipleChoiceField(
-        ContactList.objects.all(), required=False, widget=forms.CheckboxSelectMultiple, label="Add to lists"
+        ContactList.objects.none(), required=False, widget=forms.CheckboxSelectMultiple, label="Add to lists"
     )
 
     def clean_email(self) -> str:
@@ -88,14 +110,15 @@ class ContactForm(forms.Form):
         }
 
 
-class BulkActionForm(forms.Form):
+class BulkActionForm(OrganisationListsForm):
+    LIST_FIELDS = ("contact_list",)
     ACTIONS = [("add_to_list", "Add to list"), ("unsubscribe", "Unsubscribe"), ("remove", "Delete contacts")]
     action = forms.ChoiceField(choices=ACTIONS)
-    contact_list = forms.ModelChoiceField(ContactList.objects.all(), required=False)
+    contact_list = forms.ModelChoiceField(ContactList.objects.none(), required=False)
     selected = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=True)
 
-    def __init__(self, data=None, **kwargs) -> None:
-        super().__init__(data, **kwargs)
+    def __init__(self, data=None, *, organisation: Organisation, **kwargs) -> None:
+        super().__init__(data, organisation=organisation, **kwargs)
         values = data.getlist("selected") if data is not None else []
         self.fields["selected"].choices = [(value, value) for value in map(str, id_params(values))]
         self.fields["selected"].error_messages["required"] = "Select at least one contact."
@@ -113,13 +136,14 @@ class ContactListForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.TextInput(attrs=INPUT))
 
 
-class ImportForm(forms.Form):
+class ImportForm(OrganisationListsForm):
+    LIST_FIELDS = ("contact_list",)
     file = forms.FileField(
         label="CSV file",
         help_text="UTF-8 (or Windows-1252), separated by , or ; with a first row naming the columns.",
     )
     contact_list = forms.ModelChoiceField(
-        ContactList.objects.all(), required=False, label="Into list", empty_label="— new list —"
+        ContactList.objects.none(), required=False, label="Into list", empty_label="— new list —"
     )
     new_list = forms.CharField(
         max_length=200, required=False, label="New list name", widget=forms.TextInput(attrs=INPUT)
@@ -229,7 +253,9 @@ class RuleIncomplete(RuleError):
     """An input the rule needs is still empty."""
 
 
-class RuleForm(forms.Form):
+class RuleForm(OrganisationListsForm):
+    LIST_FIELDS = ("contact_list",)
+
     # The rule row shows no labels (a sentence of controls): each control names itself for screen readers.
     rule = forms.ChoiceField(choices=RULE_CHOICES, widget=forms.Select(attrs={"aria-label": "Rule"}))
     attribute = forms.CharField(
@@ -239,7 +265,7 @@ class RuleForm(forms.Form):
         required=False, max_length=500, widget=forms.TextInput(attrs={**INPUT, "placeholder": "value"})
     )
     contact_list = forms.ModelChoiceField(
-        ContactList.objects.all(),
+        ContactList.objects.none(),
         required=False,
         empty_label="— list —",
         widget=forms.Select(attrs={"aria-label": "List"}),
@@ -249,7 +275,7 @@ class RuleForm(forms.Form):
     )
     date = forms.DateField(required=False, widget=forms.DateInput(attrs={**INPUT, "type": "date"}))
     campaign = forms.ModelChoiceField(
-        engagement_campaigns(),
+        None,  # the organisation's campaigns, set in __init__
         required=False,
         empty_label="— in the last N days —",
         widget=forms.Select(attrs={"aria-label": "Campaign"}),
@@ -258,13 +284,17 @@ class RuleForm(forms.Form):
         required=False, min_value=1, max_value=3650, widget=forms.NumberInput(attrs={**INPUT, "placeholder": "days"})
     )
 
+    def __init__(self, *args, organisation: Organisation, **kwargs) -> None:
+        super().__init__(*args, organisation=organisation, **kwargs)
+        self.fields["campaign"].queryset = engagement_campaigns(organisation)
+
     def clean(self) -> dict:
         data = super().clean()
         if self.errors or not data.get("rule"):
             return data
         try:
             rule = self._rule(data)
-            rule_filter(rule)
+            rule_filter(rule, organisation=self.organisation)
         except RuleIncomplete as error:
             raise ValidationError(str(error), code="incomplete") from None
         except RuleError as error:

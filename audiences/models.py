@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from organisations.models import organisation_field
+
 
 def normalise_email(address: str) -> str:
     """One spelling per mailbox: trimmed, lower-cased, domain converted to IDNA (punycode).
@@ -36,7 +38,8 @@ class Contact(models.Model):
         BOUNCED = "bounced", "Bounced"
         COMPLAINED = "complained", "Complained"
 
-    email = models.CharField(max_length=254, unique=True)
+    organisation = organisation_field()
+    email = models.CharField(max_length=254)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
@@ -48,9 +51,15 @@ class Contact(models.Model):
     class Meta:
         db_table = "campaigns_contact"
         ordering = ["email"]
+        # The same address may be a contact of several organisations, each with its own name,
+        # lists and consent. Every index starts with the organisation: every read is scoped by it.
+        constraints = [models.UniqueConstraint(fields=["organisation", "email"], name="contact_org_email_unique")]
         indexes = [
-            models.Index(fields=["status", "id"], name="contact_status_idx"),
-            models.Index(Lower("last_name"), name="contact_last_name_idx"),
+            models.Index(fields=["organisation", "status", "id"], name="contact_org_status_idx"),
+            models.Index("organisation", Lower("last_name"), name="contact_org_last_name_idx"),
+            models.Index(fields=["organisation", "created_at"], name="contact_org_created_idx"),
+            # Tracking and suppression find every organisation's contact of an address.
+            models.Index(fields=["email"], name="contact_email_idx"),
         ]
 
     def __str__(self) -> str:
@@ -66,13 +75,15 @@ class Contact(models.Model):
 
 
 class ContactList(models.Model):
-    name = models.CharField(max_length=200, unique=True)
+    organisation = organisation_field()
+    name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "campaigns_contactlist"
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="list_org_name_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -103,7 +114,8 @@ class Segment(models.Model):
         ALL = "all", "All rules"
         ANY = "any", "Any rule"
 
-    name = models.CharField(max_length=200, unique=True)
+    organisation = organisation_field()
+    name = models.CharField(max_length=200)
     match = models.CharField(max_length=3, choices=Match.choices, default=Match.ALL)
     rules = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -112,6 +124,7 @@ class Segment(models.Model):
     class Meta:
         db_table = "campaigns_segment"
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="segment_org_name_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -132,6 +145,7 @@ class ImportJob(models.Model):
         REFUSED = "refused", "Refused"
         FAILED = "failed", "Failed"
 
+    organisation = organisation_field()
     file = models.FileField(upload_to="imports/%Y/%m/", max_length=300)
     original_name = models.CharField(max_length=255, blank=True)
     contact_list = models.ForeignKey(
@@ -173,6 +187,7 @@ class ImportJob(models.Model):
     class Meta:
         db_table = "campaigns_importjob"
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organisation", "-created_at", "-id"], name="import_org_created_idx")]
 
     def __str__(self) -> str:
         return self.original_name or f"Import {self.pk}"
@@ -209,6 +224,11 @@ class Suppression(models.Model):
     email = models.CharField(max_length=254, unique=True)
     reason = models.CharField(max_length=16, choices=Reason.choices)
     note = models.CharField(max_length=500, blank=True)
+    # Suppression is installation-wide (it is about the address and the SES account's
+    # reputation); this says whose mail caused it (none: added by an operator or before organisations).
+    organisation = models.ForeignKey(
+        "organisations.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -8,6 +8,9 @@ A rule is ``{"field": ..., "operator": ..., "value": ...}``:
 - ``created`` with ``before`` / ``after`` (value: ISO date)
 - ``engagement`` with ``opened`` / ``clicked`` / ``not_opened`` / ``bounced``
   (value: ``{"campaign": id}`` or ``{"days": N}``)
+
+Rules are evaluated over one organisation's contacts only, and engagement rules over its own
+campaigns only: the filter of a segment includes its organisation.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.utils.dateparse import parse_date
 
 from audiences.models import Contact, Segment, Subscription, normalise_email
 from campaigns.models import Campaign, Recipient
+from organisations.models import Organisation
 from tracking.models import Event
 
 
@@ -35,30 +39,36 @@ NUMBER_PATTERN = r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"
 ENGAGEMENT_TYPES = {"opened": "open", "clicked": "click", "not_opened": "open", "bounced": "bounce"}
 
 
-def engagement_campaigns() -> QuerySet[Campaign]:
-    """The campaigns an engagement rule may name (the rule form's choices).
+def _organisation_id(organisation: Organisation | int) -> int:
+    return organisation.pk if isinstance(organisation, Organisation) else int(organisation)
+
+
+def engagement_campaigns(organisation: Organisation | int) -> QuerySet[Campaign]:
+    """The campaigns an engagement rule may name (the rule form's choices): the organisation's.
 
     Here, with the engagement rules, so that only this module of ``audiences`` reads campaigns
     (the layer exception the import-linter contract names).
     """
-    return Campaign.objects.all()
+    return Campaign.objects.filter(organisation_id=_organisation_id(organisation))
 
 
 def segment_filter(segment: Segment) -> Q:
-    return rules_filter(segment.rules, match=segment.match)
+    return rules_filter(segment.rules, match=segment.match, organisation=segment.organisation_id)
 
 
-def rules_filter(rules: list[dict], *, match: str = "all") -> Q:
-    parts = [rule_filter(rule) for rule in rules]
+def rules_filter(rules: list[dict], *, match: str = "all", organisation: Organisation | int) -> Q:
+    """The contacts of the organisation that the rules select (none when there are no rules)."""
+    parts = [rule_filter(rule, organisation=organisation) for rule in rules]
     if not parts:
         return Q(pk__in=[])
     combined = parts[0]
     for part in parts[1:]:
         combined = (combined | part) if match == "any" else (combined & part)
-    return combined
+    return Q(organisation_id=_organisation_id(organisation)) & combined
 
 
-def rule_filter(rule: dict) -> Q:
+def rule_filter(rule: dict, *, organisation: Organisation | int) -> Q:
+    """One rule over the organisation's contacts (``rules_filter`` adds the organisation itself)."""
     field = str(rule.get("field", ""))
     operator = str(rule.get("operator", ""))
     value = rule.get("value")
@@ -68,9 +78,13 @@ def rule_filter(rule: dict) -> Q:
         return _text(field, operator, value)
     if field == "list":
         list_id = _integer(value)
-        member = Q(
-            Exists(Subscription.objects.filter(contact=OuterRef("pk"), contact_list_id=list_id, status="subscribed"))
+        subscribed = Subscription.objects.filter(
+            contact=OuterRef("pk"),
+            contact_list_id=list_id,
+            contact_list__organisation_id=_organisation_id(organisation),
+            status="subscribed",
         )
+        member = Q(Exists(subscribed))
         if operator == "member":
             return member
         if operator == "not_member":
@@ -83,7 +97,7 @@ def rule_filter(rule: dict) -> Q:
             raise RuleError(f"'{value}' is not a date (use YYYY-MM-DD).")
         return Q(created_at__date__lt=day) if operator == "before" else Q(created_at__date__gt=day)
     if field == "engagement" and operator in ENGAGEMENT_TYPES:
-        return _engagement(operator, value or {})
+        return _engagement(operator, value or {}, _organisation_id(organisation))
     raise RuleError(f"The rule '{field} {operator}' is not one Cobalt Mail knows.")
 
 
@@ -128,15 +142,20 @@ def _attribute(name: str, operator: str, value) -> Q:
     raise RuleError(f"'{operator}' does not apply to attributes.")
 
 
-def _engagement(operator: str, value: dict) -> Q:
-    """Contacts with (or, for not_opened, without) an event of the type, in a campaign or lately.
+def _engagement(operator: str, value: dict, organisation_id: int) -> Q:
+    """Contacts with (or, for not_opened, without) an event of the type, in a campaign or lately,
+    counting the organisation's own campaigns only.
 
     "Did not open campaign X" means: was a recipient of X and has no open of X. "Did not open
     in the last N days" means: no open at all in that window.
     """
     if not isinstance(value, dict):
         raise RuleError("An engagement rule needs a campaign or a number of days.")
-    events = Event.objects.filter(recipient__contact=OuterRef("pk"), event_type=ENGAGEMENT_TYPES[operator])
+    events = Event.objects.filter(
+        recipient__contact=OuterRef("pk"),
+        event_type=ENGAGEMENT_TYPES[operator],
+        campaign__organisation_id=organisation_id,
+    )
     campaign_id = _integer(value.get("campaign"))
     days = _integer(value.get("days"))
     if operator == "clicked" and value.get("link"):
@@ -151,7 +170,9 @@ def _engagement(operator: str, value: dict) -> Q:
     if operator != "not_opened":
         return condition
     if campaign_id:
-        received = Recipient.objects.filter(contact=OuterRef("pk"), campaign_id=campaign_id)
+        received = Recipient.objects.filter(
+            contact=OuterRef("pk"), campaign_id=campaign_id, campaign__organisation_id=organisation_id
+        )
         return Q(Exists(received)) & ~condition
     return ~condition
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from audiences.models import Contact, ContactList, ImportJob, Segment, Suppression
+from audiences.selectors import OTHER_MAIL, suppression_cause
 
 TABLE_ATTRS = {"class": "table is-fullwidth is-hoverable is-narrow is-striped"}
 STATUS_TAGS = {
@@ -83,8 +84,12 @@ class SegmentTable(tables.Table):
 
 
 class SuppressionTable(tables.Table):
+    """Whose mail caused each entry: the organisation's own, a child's (named), or "another
+    organisation's mail": other clubs are not revealed, nor their notes and staff."""
+
     email = tables.Column()
     reason = tables.Column()
+    caused_by = tables.Column("Caused by", accessor="organisation_id", empty_values=(), orderable=False)
     note = tables.Column(orderable=False)
     created_by = tables.Column("Added by", default="SES / system")
     created_at = tables.DateTimeColumn(verbose_name="Added", format="j M Y H:i")
@@ -92,9 +97,25 @@ class SuppressionTable(tables.Table):
 
     class Meta:
         model = Suppression
-        fields = ("email", "reason", "note", "created_by", "created_at")
+        fields = ("email", "reason", "caused_by", "note", "created_by", "created_at")
         attrs = TABLE_ATTRS
         empty_text = "No suppressed address matches."
+
+    def __init__(self, *args, causes: dict[int | None, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.causes = causes
+
+    def _foreign(self, record: Suppression) -> bool:
+        return suppression_cause(self.causes, record.organisation_id) == OTHER_MAIL
+
+    def render_caused_by(self, record: Suppression) -> str:
+        return suppression_cause(self.causes, record.organisation_id)
+
+    def render_note(self, value: str, record: Suppression) -> str:
+        return "" if self._foreign(record) else value
+
+    def render_created_by(self, value, record: Suppression) -> str:
+        return "another organisation" if self._foreign(record) else str(value)
 
     def render_remove(self, record: Suppression) -> str:
         url = reverse("audiences:suppression_remove", args=[record.pk])

@@ -160,7 +160,10 @@ def _measure(campaign_id: int) -> dict[str, list[float]]:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    user = get_user_model().objects.create_user("bench", password="bench-password-1", is_staff=True)
+    from organisations.models import Membership, Role, sole_organisation_id
+
+    user = get_user_model().objects.create_user("bench", password="bench-password-1")
+    Membership.objects.create(user=user, organisation_id=sole_organisation_id(), role=Role.ADMINISTRATOR)
     client = Client()
     client.force_login(user)
     pages = {

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
-from audiences.models import ContactList, Segment, normalise_email
+from audiences.models import normalise_email
 from campaigns.composer.images import IMAGE_MAX_WIDTH
 from campaigns.composer.layouts import default_layout
 from campaigns.composer.rendering import (
@@ -22,6 +22,8 @@ from campaigns.composer.rendering import (
     unescape_template_tokens,
 )
 from campaigns.models import BODY_MODES, Campaign, Layout
+from campaigns.selectors import layouts_of, lists_of, segments_of
+from organisations.models import Organisation
 
 
 def sender_choices() -> list[tuple[str, str]]:
@@ -77,22 +79,32 @@ class CampaignForm(forms.ModelForm):
             "exclude_segments": "Leave out contacts matching these segments.",
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, organisation: Organisation, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["layout"].queryset = Layout.objects.all()
+        # Only the organisation's own layouts, lists and segments are offered: another
+        # organisation's id posted anyway is "not one of the available choices" (a field error).
+        self.organisation = organisation
+        self.fields["layout"].queryset = layouts_of(organisation)
         self.fields["layout"].empty_label = "No layout (the body is the whole message)"
         if not self.instance.pk:
-            self.initial.setdefault("layout", default_layout().pk)
+            self.initial.setdefault("layout", default_layout(organisation).pk)
             self.initial.setdefault("body_mode", "rich")
         self.fields["body_mode"].label = "Write the body as"
         self.fields["body_mode"].choices = BODY_MODES
         # Markdown campaigns store generated HTML; the form fills it in clean().
         self.fields["html_body"].required = False
         self.fields["body_source"].label = "Body (Markdown)"
-        self.fields["include_lists"].queryset = ContactList.objects.all()
-        self.fields["exclude_lists"].queryset = ContactList.objects.all()
-        self.fields["include_segments"].queryset = Segment.objects.all()
-        self.fields["exclude_segments"].queryset = Segment.objects.all()
+        for name in ("include_lists", "exclude_lists"):
+            self.fields[name].queryset = lists_of(organisation)
+            self.fields[name].error_messages["invalid_choice"] = (
+                "Choose lists of your organisation: %(value)s is not one."
+            )
+        for name in ("include_segments", "exclude_segments"):
+            self.fields[name].queryset = segments_of(organisation)
+            self.fields[name].error_messages["invalid_choice"] = (
+                "Choose segments of your organisation: %(value)s is not one."
+            )
+        self.fields["layout"].error_messages["invalid_choice"] = "Choose one of your organisation's layouts."
         self.fields["reply_to"].widget = forms.EmailInput()
         for field in self.fields.values():
             if isinstance(field.widget, (forms.TextInput, forms.EmailInput)):

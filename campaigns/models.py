@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from audiences.models import Contact, ContactList, Segment
+from organisations.models import organisation_field
 
 BODY_MODES = [("rich", "Rich text"), ("markdown", "Markdown"), ("html", "HTML")]
 
@@ -24,6 +25,7 @@ class Campaign(models.Model):
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
+    organisation = organisation_field()
     name = models.CharField(max_length=200)
     subject = models.CharField(max_length=255)
     preheader = models.CharField(max_length=255, blank=True)
@@ -66,6 +68,10 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organisation", "-created_at", "-id"], name="campaign_org_created_idx"),
+            models.Index(fields=["organisation", "status"], name="campaign_org_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -150,7 +156,8 @@ class Layout(models.Model):
     body goes; ``css`` is inlined into every element when the campaign is compiled.
     """
 
-    name = models.CharField(max_length=200, unique=True)
+    organisation = organisation_field()
+    name = models.CharField(max_length=200)
     html = models.TextField("Layout HTML")
     css = models.TextField("CSS", blank=True)
     primary_colour = models.CharField(max_length=7, default="#1f4e8c")
@@ -163,6 +170,7 @@ class Layout(models.Model):
 
     class Meta:
         ordering = ["-is_default", "name"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="layout_org_name_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -175,6 +183,7 @@ def attachment_path(instance: CampaignAttachment, filename: str) -> str:
 class CampaignAttachment(models.Model):
     """A file sent with every message of a campaign; stored once, attached at send time."""
 
+    organisation = organisation_field()
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="attachments")
     file = models.FileField(upload_to=attachment_path, max_length=500)
     filename = models.CharField(max_length=200)
@@ -188,11 +197,16 @@ class CampaignAttachment(models.Model):
     def __str__(self) -> str:
         return self.filename
 
+    def save(self, *args, **kwargs) -> None:
+        self.organisation_id = self.campaign.organisation_id  # an attachment follows its campaign
+        super().save(*args, **kwargs)
+
 
 class CampaignTemplate(models.Model):
     """A campaign's content saved for reuse: new campaigns can start from it."""
 
-    name = models.CharField(max_length=200, unique=True)
+    organisation = organisation_field()
+    name = models.CharField(max_length=200)
     subject = models.CharField(max_length=255)
     preheader = models.CharField(max_length=255, blank=True)
     body_mode = models.CharField(max_length=8, choices=BODY_MODES, default="html")
@@ -204,6 +218,7 @@ class CampaignTemplate(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="template_org_name_unique")]
 
     def __str__(self) -> str:
         return self.name

@@ -13,6 +13,7 @@ from django_q.tasks import async_task
 from campaigns.composer.attachments import attachments_copy
 from campaigns.composer.rendering import TemplateProblem, compile_campaign
 from campaigns.models import Campaign, Recipient, content_of
+from campaigns.selectors import audience_foreign_parts
 from campaigns.snapshot import audience_count
 from stats.counters import outcomes_add, reputation_guard_rebase
 
@@ -77,6 +78,9 @@ def _verb(status: Status) -> str:
 def _check_ready(campaign: Campaign) -> None:
     if not (campaign.include_lists.exists() or campaign.include_segments.exists()):
         raise CampaignError("Choose at least one list or segment to send to before sending.")
+    foreign = audience_foreign_parts(campaign)
+    if foreign:
+        raise CampaignError(foreign_parts_message(foreign))
     try:
         compile_campaign(campaign)
     except TemplateProblem as problem:
@@ -188,10 +192,36 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
     return True
 
 
+def foreign_parts_message(foreign: list[str]) -> str:
+    """Why a campaign with another organisation's list, segment or layout is not sent, for staff."""
+    return (
+        f"Cannot send: {', '.join(foreign)} belong{'s' if len(foreign) == 1 else ''} to another organisation. "
+        "Choose your organisation's own lists, segments and layout (in a copy, if the campaign has started)."
+    )
+
+
+def campaign_audience_recheck(*, campaign_id: int) -> bool:
+    """At the start of sending (in the worker): True if the campaign may freeze its audience.
+
+    Its lists, segments and layout must all be its organisation's; one that is not (a row changed
+    behind the forms' back) cancels the campaign before anyone is frozen, with the reason on its page.
+    """
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        foreign = audience_foreign_parts(campaign)
+        if not foreign:
+            return True
+        if campaign.snapshot_at is None and campaign.status in {Status.SENDING, Status.SCHEDULED}:
+            _transition(campaign_id, Status.CANCELLED, reason=foreign_parts_message(foreign))
+        logger.warning("campaign %s: not sent, parts of another organisation: %s", campaign_id, foreign)
+        return False
+
+
 def campaign_duplicate(*, campaign_id: int, user=None) -> Campaign:
-    """A new draft with the same content, layout, attachments and audience."""
+    """A new draft with the same content, layout, attachments and audience, in the same organisation."""
     original = Campaign.objects.get(pk=campaign_id)
     copy = Campaign.objects.create(
+        organisation_id=original.organisation_id,
         name=f"Copy of {original.name}"[:200],
         from_email=original.from_email,
         reply_to=original.reply_to,

@@ -15,18 +15,23 @@ from stats.counters import snapshot_recorded
 
 
 def _selection(campaign: Campaign) -> QuerySet[Contact]:
-    """Contacts chosen by the include/exclude lists and segments, before any status filtering."""
-    include_lists = list(campaign.include_lists.values_list("pk", flat=True))
-    exclude_lists = list(campaign.exclude_lists.values_list("pk", flat=True))
+    """Contacts chosen by the include/exclude lists and segments, before any status filtering.
+
+    Only the campaign's organisation's contacts, through its own lists and segments: a list or
+    segment of another organisation (never offered by the forms) includes nobody.
+    """
+    own = campaign.organisation_id
+    include_lists = list(campaign.include_lists.filter(organisation_id=own).values_list("pk", flat=True))
+    exclude_lists = list(campaign.exclude_lists.filter(organisation_id=own).values_list("pk", flat=True))
     include = Q(pk__in=[])
     if include_lists:
         include |= Q(subscribed_to_lists(include_lists))
-    for segment in campaign.include_segments.all():
+    for segment in campaign.include_segments.filter(organisation_id=own):
         include |= segment_filter(segment)
-    contacts = Contact.objects.filter(include)
+    contacts = Contact.objects.filter(include, organisation_id=own)
     if exclude_lists:
         contacts = contacts.exclude(subscribed_to_lists(exclude_lists))
-    for segment in campaign.exclude_segments.all():
+    for segment in campaign.exclude_segments.filter(organisation_id=own):
         contacts = contacts.exclude(segment_filter(segment))
     return contacts
 

@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 def campaign_start(campaign_id: int) -> int:
-    """Freeze the audience, then start the dispatchers."""
+    """Freeze the audience (only if every list and segment is the campaign's organisation's), then
+    start the dispatchers."""
+    if not services.campaign_audience_recheck(campaign_id=campaign_id):
+        return 0
     count = audience_snapshot(campaign_id=campaign_id)
     logger.info("campaign %s: %s recipients frozen", campaign_id, count)
     if not services.campaign_finish_if_done(campaign_id=campaign_id):

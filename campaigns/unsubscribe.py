@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audiences.models import Contact, Subscription, Suppression
 from audiences.services import address_suppress, contacts_unsubscribe_everywhere, preferences_save
+from campaigns.composer.layouts import default_layout_of
 from campaigns.models import Campaign, Layout, Recipient
 from campaigns.tokens import LinkExpired, LinkPurpose, link_token, link_token_read
 from common.colours import WCAG_AA, contrast_ratio, readable_on
@@ -67,10 +68,19 @@ def masked_email(address: str) -> str:
     return f"{local[:1]}•••@{domain}"
 
 
+def _organisation_contact(recipient: Recipient) -> Contact | None:
+    """The contact with the recipient's address in the organisation that sent the campaign.
+
+    The same address may be a contact of several organisations, each with its own lists and
+    consent: a link in one club's email never reaches another club's contact.
+    """
+    return Contact.objects.filter(email=recipient.email, organisation_id=recipient.campaign.organisation_id).first()
+
+
 def unsubscribe_recipient(*, recipient: Recipient) -> bool:
     """Unsubscribe the contact from every list at once. Returns False if it already was."""
     # The contact may have been deleted (and perhaps re-imported) since the email was sent.
-    contact = recipient.contact or Contact.objects.filter(email=recipient.email).first()
+    contact = recipient.contact or _organisation_contact(recipient)
     now = timezone.now()
     with transaction.atomic():
         if contact is None:
@@ -79,9 +89,12 @@ def unsubscribe_recipient(*, recipient: Recipient) -> bool:
                 email=recipient.email,
                 reason=Suppression.Reason.UNSUBSCRIBED,
                 note="unsubscribe link, contact deleted",
+                organisation=recipient.campaign.organisation_id,
             )
             return created
-        changed = contacts_unsubscribe_everywhere(contact_ids=[contact.pk])
+        # Only this organisation's contact and lists: the same address's contacts in other
+        # organisations keep their own consent.
+        changed = contacts_unsubscribe_everywhere(organisation=contact.organisation_id, contact_ids=[contact.pk])
         if changed:
             # Counted once per recipient (their marker also lists them in the campaign report), however
             # often they resubscribe and leave again.
@@ -123,7 +136,7 @@ def subscription_state(recipient: Recipient) -> SubscriptionState:
     """
     # Read afresh: the page asks right after unsubscribing, which updates the row, not ``recipient.contact``.
     contacts = Contact.objects.filter(pk=recipient.contact_id) if recipient.contact_id else Contact.objects.none()
-    contact = contacts.first() or Contact.objects.filter(email=recipient.email).first()
+    contact = contacts.first() or _organisation_contact(recipient)
     suppression = Suppression.objects.filter(email=recipient.email).first()
     blocked = ""
     if suppression is not None:
@@ -197,7 +210,7 @@ class PageBranding:
 
 def page_branding(campaign: Campaign) -> PageBranding:
     """The campaign's layout, or the default layout for a campaign without one."""
-    layout = campaign.layout if campaign.layout_id else Layout.objects.filter(is_default=True).first()
+    layout = campaign.layout if campaign.layout_id else default_layout_of(campaign.organisation_id)
     logo_url = layout.logo_url if layout and layout.logo_url.startswith("https://") else ""  # img-src: https: only
     return PageBranding(sender=sender_name(campaign.from_email), logo_url=logo_url, layout=layout)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -12,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from audiences.models import ContactList
-from campaigns import services
+from campaigns import selectors, services
 from campaigns.composer.rendering import compile_campaign, recipient_context, render_for
 from campaigns.forms import CampaignForm, ScheduleForm
 from campaigns.models import Campaign, Layout
@@ -34,24 +33,27 @@ from campaigns.unsubscribe import (
 )
 from common.params import id_params
 from common.timezones import SESSION_TIME_ZONE
+from organisations import audit
+from organisations.scope import get_or_404
 
 
-def _campaign(pk: int) -> Campaign:
-    return get_object_or_404(Campaign, pk=pk)
+def _campaign(request: HttpRequest, pk: int) -> Campaign:
+    """The request's organisation's campaign; another organisation's id answers 404 (audited)."""
+    return get_or_404(request, Campaign, pk=pk)
 
 
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
-    # Counters, not COUNT(*) over every campaign's recipients (a million each, at scale).
-    campaigns = Campaign.objects.select_related("stats").annotate(recipient_count=F("stats__recipients"))
+    campaigns = selectors.campaigns_of(request.organisation)
     return render(request, "campaigns/campaign_list.html", {"campaigns": campaigns})
 
 
 @require_http_methods(["GET", "POST"])
 def campaign_create(request: HttpRequest) -> HttpResponse:
-    form = CampaignForm(request.POST or None)
+    form = CampaignForm(request.POST or None, organisation=request.organisation)
     if request.method == "POST" and form.is_valid():
         form.instance.created_by = request.user
+        form.instance.organisation = request.organisation
         campaign = form.save()
         messages.success(request, f"Campaign “{campaign.name}” saved as a draft.")
         return redirect("campaigns:detail", pk=campaign.pk)
@@ -60,11 +62,11 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def campaign_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     if not campaign.is_editable:
         messages.error(request, "This campaign has started; its content can no longer change. Duplicate it instead.")
         return redirect("campaigns:detail", pk=pk)
-    form = CampaignForm(request.POST or None, instance=campaign)
+    form = CampaignForm(request.POST or None, instance=campaign, organisation=request.organisation)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Changes saved.")
@@ -74,7 +76,7 @@ def campaign_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     schedule_form = ScheduleForm(initial={"time_zone": request.session.get(SESSION_TIME_ZONE, settings.TIME_ZONE)})
     return _detail_page(request, campaign, schedule_form)
 
@@ -105,7 +107,7 @@ def _detail_page(request: HttpRequest, campaign: Campaign, schedule_form: Schedu
 
 @require_GET
 def campaign_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     response = render(
         request, "campaigns/campaign_detail.html#progress", {"campaign": campaign, "progress": progress(campaign)}
     )
@@ -116,26 +118,40 @@ def campaign_progress(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-def _act(request: HttpRequest, pk: int, action, success: str) -> HttpResponse:
-    _campaign(pk)  # 404 for an unknown campaign, before any service runs
+def _act(request: HttpRequest, pk: int, action, success: str, *, audited: tuple[str, str]) -> HttpResponse:
+    """Run a life-cycle service on the organisation's campaign (404 before any service runs for an
+    unknown or another organisation's id) and record what was done in the audit log."""
+    campaign = _campaign(request, pk)
     try:
         action(campaign_id=pk)
     except services.CampaignError as error:
         messages.error(request, str(error))
     else:
+        _audit(request, campaign, *audited)
         messages.success(request, success)
     return redirect("campaigns:detail", pk=pk)
 
 
+def _audit(request: HttpRequest, campaign: Campaign, action: str, verb: str, *, detail: str = "") -> None:
+    summary = f"{verb} campaign “{campaign.name}”{detail}"
+    audit.record(request, action, summary, object_type="campaign", object_id=campaign.pk)
+
+
 @require_POST
 def campaign_send(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.campaign_send_now, "Sending has started. Progress updates below.")
+    return _act(
+        request,
+        pk,
+        services.campaign_send_now,
+        "Sending has started. Progress updates below.",
+        audited=(audit.Action.SEND, "Started sending"),
+    )
 
 
 @require_POST
 def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     """A refused schedule shows the page again with what was typed and the reason beside it."""
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     form = ScheduleForm(request.POST)
     if not form.is_valid():
         form.add_error(None, "Choose a valid date, time and time zone to schedule the campaign.")
@@ -149,33 +165,52 @@ def campaign_schedule(request: HttpRequest, pk: int) -> HttpResponse:
         form.add_error(None, str(error))
         return _detail_page(request, campaign, form, status=400)
     local = when.strftime("%d %b %Y %H:%M") + f" ({form.cleaned_data['time_zone']})"
+    _audit(request, campaign, audit.Action.SCHEDULE, "Scheduled", detail=f" for {local}")
     messages.success(request, f"Scheduled for {local}.")
     return redirect("campaigns:detail", pk=pk)
 
 
 @require_POST
 def campaign_unschedule(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.campaign_unschedule, "Unscheduled: the campaign is a draft again.")
+    return _act(
+        request,
+        pk,
+        services.campaign_unschedule,
+        "Unscheduled: the campaign is a draft again.",
+        audited=(audit.Action.SCHEDULE, "Unscheduled"),
+    )
 
 
 @require_POST
 def campaign_pause(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.campaign_pause, "Paused. Messages already handed to SES will still arrive.")
+    return _act(
+        request,
+        pk,
+        services.campaign_pause,
+        "Paused. Messages already handed to SES will still arrive.",
+        audited=(audit.Action.PAUSE, "Paused"),
+    )
 
 
 @require_POST
 def campaign_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.campaign_resume, "Resumed.")
+    return _act(request, pk, services.campaign_resume, "Resumed.", audited=(audit.Action.RESUME, "Resumed"))
 
 
 @require_POST
 def campaign_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, services.campaign_cancel, "Cancelled. Nobody else will receive it.")
+    return _act(
+        request,
+        pk,
+        services.campaign_cancel,
+        "Cancelled. Nobody else will receive it.",
+        audited=(audit.Action.CANCEL, "Cancelled"),
+    )
 
 
 @require_POST
 def campaign_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
-    copy = services.campaign_duplicate(campaign_id=_campaign(pk).pk, user=request.user)
+    copy = services.campaign_duplicate(campaign_id=_campaign(request, pk).pk, user=request.user)
     messages.success(request, "Duplicated: this is the new draft.")
     return redirect("campaigns:detail", pk=copy.pk)
 
@@ -238,13 +273,16 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     if link.recipient is None or link.recipient.contact is None:
         return _link_refused(request, link)
     contact = link.recipient.contact
+    # The lists of the organisation that sent this email, which the contact was ever on: another
+    # organisation's lists (the same address may be its contact too) are not this page's to change.
+    offered = ContactList.objects.filter(subscriptions__contact=contact, organisation_id=contact.organisation_id)
+    offered = offered.distinct()
     if request.method == "POST":
-        chosen = set(id_params(request.POST.getlist("lists")))
+        chosen = set(id_params(request.POST.getlist("lists"))) & set(offered.values_list("pk", flat=True))
         preferences_save(contact=contact, list_ids=chosen)
         messages.success(request, "Your preferences are saved.")
         return redirect("campaigns:preferences", token=token)
     subscribed = set(contact.subscriptions.filter(status="subscribed").values_list("contact_list_id", flat=True))
-    offered = ContactList.objects.filter(subscriptions__contact=contact).distinct()
     context = {
         "contact": contact,
         "lists": offered,

@@ -209,11 +209,21 @@ def banner(env: dict[str, str]) -> str:
             "",
             f"  Cobalt Mail is running at http://{HOST}:{PORT}/",
             f"  Log in as {username} with {password}.",
+            *demo_logins_line(),
             f"  {sending}",
             f"  Local SES at http://127.0.0.1:{SES_PORT}/ with simulated events. Press Ctrl-C to stop.",
             "",
         ]
     )
+
+
+def demo_logins_line() -> list[str]:
+    """The demo federation's logins (bootstrap made them), one per role, and their shared password."""
+    password_file = ROOT / "var" / "demo-password.txt"
+    if not password_file.exists():
+        return []
+    password = password_file.read_text().strip()
+    return [f"  Demo clubs: club1-viewer, club1-editor, club1-sender, club1-admin, club2-admin, password {password}"]
 
 
 def start_components(supervisor: Supervisor) -> None:

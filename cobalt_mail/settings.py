@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     # (import-linter checks it in `make lint`; see the README's architecture section).
     "common",
     "stats",
+    "organisations",
     "audiences",
     "campaigns",
     "tracking",
@@ -78,7 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "cobalt_mail.permissions.StaffOnlyMiddleware",
+    "cobalt_mail.permissions.OrganisationAccessMiddleware",
     "common.timezones.StaffTimezoneMiddleware",
     # Last, as django-axes asks: turns a locked-out login into the "try again at …" page.
     "axes.middleware.AxesMiddleware",
@@ -98,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "organisations.context.organisation",
             ],
         },
     },
@@ -217,6 +220,26 @@ ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum
 # forgery) unless LINK_CHECK_ALLOW_PRIVATE is on: for tests and intranet-only installations.
 LINK_CHECK_TIMEOUT = env_float("LINK_CHECK_TIMEOUT", 5.0, minimum=0.1)
 LINK_CHECK_ALLOW_PRIVATE = env_bool("LINK_CHECK_ALLOW_PRIVATE", default=False)
+# The sender domains' DNS checklist (reports/senderdns.py) asks these name servers: comma
+# separated, each "ip" or "ip:port" ("[ipv6]:port"); empty = the system's resolver.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+for _entry in DNS_NAMESERVERS:
+    if _entry.startswith("["):  # [ipv6]:port
+        _host, _, _port = _entry[1:].partition("]")
+        _port = _port.removeprefix(":")
+    elif _entry.count(":") == 1:  # ipv4:port
+        _host, _, _port = _entry.partition(":")
+    else:  # an IPv4 or IPv6 address alone
+        _host, _port = _entry, ""
+    try:
+        ipaddress.ip_address(_host)
+        if not 0 < int(_port or "53") < 65536:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DNS_NAMESERVERS entry {_entry!r} is not an IP address with an optional port"
+            " (e.g. 1.1.1.1, 127.0.0.1:5353 or [::1]:5353)."
+        ) from None
 # CSV imports run as one django-q2 task with their own time limit (not Q_TIMEOUT): 6 hours is
 # about 150 million rows. An import whose worker died (no progress for IMPORT_STALE_SECONDS) is
 # started again from the top of its file by the minute tick.
@@ -374,6 +397,9 @@ LOGGING = {
 
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # No test may ask the internet's DNS: a page test that does not start the loopback DNS
+    # server (tests/dns_server.py) asks a port where nothing listens and gets "could not be checked".
+    DNS_NAMESERVERS = DNS_NAMESERVERS or ["127.0.0.1:9"]
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -14,6 +14,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reports/", include("reports.urls")),
     path("settings/", views.settings_page, name="settings"),
+    path("organisations/", include("organisations.urls")),
     path("admin/", admin.site.urls),
     path("audiences/", include("audiences.urls")),
     path("", include("campaigns.composer.urls")),

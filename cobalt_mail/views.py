@@ -7,18 +7,21 @@ from django.views.decorators.http import require_GET
 from audiences.models import ContactList
 from audiences.selectors import contacts_total
 from campaigns.models import Campaign
+from organisations.scope import in_organisation
 from reports import account
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    contact_count, contact_count_estimated = contacts_total()  # no COUNT(*) of a million contacts per login
+    # No COUNT(*) of a million contacts per login.
+    contact_count, contact_count_estimated = contacts_total(organisation=request.organisation)
+    campaigns = in_organisation(Campaign.objects.all(), request)
     context = {
-        "recent": Campaign.objects.all()[:5],
-        "campaign_count": Campaign.objects.count(),
+        "recent": campaigns[:5],
+        "campaign_count": campaigns.count(),
         "contact_count": contact_count,
         "contact_count_estimated": contact_count_estimated,
-        "list_count": ContactList.objects.count(),
+        "list_count": in_organisation(ContactList.objects.all(), request).count(),
     }
     return render(request, "home.html", context)
 

@@ -161,4 +161,10 @@ def segment_from_filter(*, campaign: Campaign, outcome: str, link: str = "", sea
         raise ValueError("Choose an outcome (opened, clicked, did not open, bounced) to save as a segment.")
     label = OUTCOMES[outcome][0] if outcome else "Matching"
     name = f"{label}: {campaign.name}"[:180]
-    return segment_save(segment=Segment(), name=name, match=Segment.Match.ALL, rules=rules, number_if_taken=True)
+    return segment_save(
+        segment=Segment(organisation_id=campaign.organisation_id),
+        name=name,
+        match=Segment.Match.ALL,
+        rules=rules,
+        number_if_taken=True,
+    )

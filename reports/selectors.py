@@ -3,6 +3,12 @@
 Every figure counts recipients ("recipients who bounced"), and every rate divides recipients by
 recipients, so none can exceed 100%. The bounce rate set beside SES's 5% review level is hard
 bounces only, as SES counts it; soft bounces are shown apart.
+
+Scope (issue 14): a role on an organisation shows the figures of its own campaigns and of its
+child organisations' campaigns at any depth (``report_campaigns``, ``report_campaign_or_404``);
+never their contacts or recipients, which stay with the own organisation only
+(``own_campaign_or_404``). The account-health panel is about the one SES account every
+organisation sends through, so it stays installation-wide.
 """
 
 from __future__ import annotations
@@ -10,12 +16,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
+from django.http import HttpRequest
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from organisations import scope
+from organisations.models import Organisation
 from stats.breakdowns import MINUTE_WINDOW, breakdown_map, breakdown_rows
 from stats.models import CampaignStats
+
+
+def report_organisation_ids(organisation: Organisation) -> list[int]:
+    """The organisations whose campaign figures a role on ``organisation`` shows: it and its
+    children at any depth."""
+    return scope.descendant_ids(organisation)
+
+
+def report_campaigns(organisation: Organisation, *, organisation_ids: list[int] | None = None) -> QuerySet:
+    """Campaigns whose figures the organisation sees (its own and its children's), newest first.
+
+    Filtered on ``organisation_id IN (…)``: campaign_org_created_idx serves the filter and the order.
+    """
+    ids = organisation_ids if organisation_ids is not None else report_organisation_ids(organisation)
+    return Campaign.objects.filter(organisation_id__in=ids).select_related("organisation")
+
+
+def report_campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
+    """One campaign whose figures the request's organisation sees; any other answers 404, audited."""
+    found = Campaign.objects.select_related("organisation").filter(pk=pk).first()
+    # The own organisation's campaign (the common case) needs no walk down the tree.
+    if found is not None and (
+        found.organisation_id == request.organisation.id
+        or found.organisation_id in report_organisation_ids(request.organisation)
+    ):
+        return found
+    # Outside the tree: get_or_404 (own organisation only) cannot find it either, so it answers 404
+    # and writes the audit entry when the campaign exists in another organisation.
+    return scope.get_or_404(request, Campaign, pk=pk)
+
+
+def report_campaigns_or_404(request: HttpRequest, ids: list[int]) -> list[Campaign]:
+    """The campaigns named by ``ids`` (compare), all within reach, else 404 (audited) for the first
+    one out of reach."""
+    found = list(report_campaigns(request.organisation).filter(pk__in=ids))
+    missing = sorted(set(ids) - {campaign.pk for campaign in found})
+    if missing:
+        scope.get_or_404(request, Campaign, pk=missing[0])
+    return found
+
+
+def own_campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
+    """A campaign of the request's own organisation: its recipients are shown only there (a parent
+    organisation sees its children's figures, never their recipients)."""
+    return scope.get_or_404(request, Campaign.objects.select_related("organisation"), pk=pk)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from reports import views
+from reports import senderdns, views
 
 app_name = "reports"
 
@@ -15,4 +15,5 @@ urlpatterns += [
     path("campaigns/<int:pk>/recipients/export/", views.campaign_recipients_export, name="recipients_export"),
     path("campaigns/<int:pk>/recipients/segment/", views.campaign_recipients_segment, name="recipients_segment"),
     path("recipients/<int:pk>/timeline/", views.recipient_timeline, name="timeline"),
+    path("senders/", senderdns.senders_page, name="senders"),
 ]

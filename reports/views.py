@@ -1,4 +1,8 @@
-"""Report pages: the campaigns dashboard, one campaign's live report, comparisons."""
+"""Report pages: the campaigns dashboard, one campaign's live report, comparisons.
+
+Figures (dashboard, report, comparison) cover the request's organisation and its children;
+recipients (table, export, segment, timeline) the own organisation only (reports.selectors).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -17,6 +21,7 @@ from campaigns.models import Campaign, Recipient
 from common.csvfiles import Echo, formula_escape
 from common.params import id_params
 from common.tables import table_paginate
+from organisations import audit, scope
 from reports import account, charts, recipients, selectors
 from stats.models import CampaignStats
 from tracking.models import Event
@@ -30,13 +35,11 @@ ACTIVITY_STYLES = {
 }
 
 
-def _campaign(pk: int) -> Campaign:
-    return get_object_or_404(Campaign, pk=pk)
-
-
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    campaigns = list(Campaign.objects.exclude(status=Campaign.Status.DRAFT)[:100])
+    organisation_ids = selectors.report_organisation_ids(request.organisation)
+    reached = selectors.report_campaigns(request.organisation, organisation_ids=organisation_ids)
+    campaigns = list(reached.exclude(status=Campaign.Status.DRAFT)[:100])
     stats = {s.campaign_id: s for s in CampaignStats.objects.filter(campaign__in=campaigns)}
     rows = []
     for campaign in campaigns:
@@ -58,6 +61,8 @@ def index(request: HttpRequest) -> HttpResponse:
         )
     context = {
         "rows": rows,
+        # With child organisations, each row says whose campaign it is.
+        "with_children": len(organisation_ids) > 1,
         "health": selectors.account_health(),
         "quota": account.send_quota(),
         "send_rate": account.send_rate(),
@@ -66,11 +71,13 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "reports/index.html", context)
 
 
-def _report_context(campaign: Campaign) -> dict:
+def _report_context(request: HttpRequest, campaign: Campaign) -> dict:
     figures = selectors.headline(campaign)
     times, series, step = selectors.activity_series(campaign)
     return {
         "campaign": campaign,
+        # A child organisation's campaign: its figures only (no recipients, no campaign page).
+        "own_campaign": campaign.organisation_id == request.organisation.id,
         "figures": figures,
         "interval": selectors.refresh_interval(campaign, figures),
         "activity_chart": charts.line_chart(
@@ -90,14 +97,14 @@ def _report_context(campaign: Campaign) -> dict:
 
 @require_GET
 def campaign_report(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
-    return render(request, "reports/campaign.html", _report_context(campaign))
+    campaign = selectors.report_campaign_or_404(request, pk)
+    return render(request, "reports/campaign.html", _report_context(request, campaign))
 
 
 @require_GET
 def campaign_live(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
-    context = _report_context(campaign)
+    campaign = selectors.report_campaign_or_404(request, pk)
+    context = _report_context(request, campaign)
     response = render(request, "reports/campaign.html#live", context)
     if context["interval"] is None:
         stop = HttpResponseStopPolling()
@@ -112,7 +119,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     if len(ids) < 2:
         messages.error(request, "Tick at least two campaigns to compare them.")
         return redirect("reports:index")
-    campaigns = list(Campaign.objects.filter(pk__in=ids))
+    campaigns = selectors.report_campaigns_or_404(request, ids)
     columns = [(campaign, selectors.headline(campaign)) for campaign in campaigns]
     labels = [rate.label for rate in columns[0][1]["rates"]] if columns else []
     rows = [(label, [figures["rates"][index].percent for _, figures in columns]) for index, label in enumerate(labels)]
@@ -136,7 +143,13 @@ def compare(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "reports/compare.html",
-        {"campaigns": campaigns, "rows": rows, "counts": counts, "engagement": engagement},
+        {
+            "campaigns": campaigns,
+            "rows": rows,
+            "counts": counts,
+            "engagement": engagement,
+            "with_children": any(campaign.organisation_id != request.organisation.id for campaign in campaigns),
+        },
     )
 
 
@@ -154,7 +167,7 @@ def _recipient_filters(request: HttpRequest) -> dict[str, str]:
 
 @require_GET
 def campaign_recipients(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = selectors.own_campaign_or_404(request, pk)
     filters = _recipient_filters(request)
     table = recipients.RecipientTable(recipients.recipients_filtered(campaign=campaign, **filters))
     table_paginate(request, table, per_page=25)
@@ -165,9 +178,19 @@ def campaign_recipients(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def campaign_recipients_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    campaign = _campaign(pk)
+    campaign = selectors.own_campaign_or_404(request, pk)
     filters = _recipient_filters(request)
     rows = recipients.recipients_filtered(campaign=campaign, **filters)
+    # Recorded before streaming: an interrupted download may still have carried addresses away.
+    count = rows.count()
+    audit.record(
+        request,
+        audit.Action.EXPORT,
+        f"Exported {count:,} recipients of “{campaign.name}” ({filters['outcome'] or 'all'})",
+        object_type="campaign",
+        object_id=campaign.pk,
+        rows=count,
+    )
     writer = csv.writer(Echo())
     response = StreamingHttpResponse(
         (writer.writerow([formula_escape(value) for value in row]) for row in recipients.export_rows(rows)),
@@ -180,7 +203,7 @@ def campaign_recipients_export(request: HttpRequest, pk: int) -> StreamingHttpRe
 
 @require_POST
 def campaign_recipients_segment(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = selectors.own_campaign_or_404(request, pk)
     filters = {
         "outcome": request.POST.get("outcome", ""),
         "search": request.POST.get("q", "")[:200],
@@ -200,6 +223,8 @@ def campaign_recipients_segment(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def recipient_timeline(request: HttpRequest, pk: int) -> HttpResponse:
-    recipient = get_object_or_404(Recipient.objects.select_related("campaign"), pk=pk)
+    recipient = scope.get_or_404(
+        request, Recipient.objects.select_related("campaign"), path="campaign__organisation", pk=pk
+    )
     events = Event.objects.filter(recipient=recipient).order_by("occurred_at", "id")[:200]
     return render(request, "reports/_timeline.html", {"recipient": recipient, "events": events})

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from campaigns.delivery import ratelimit
+from organisations.models import Membership, Organisation, Role, sole_organisation_id
 from tests.ses_stub import StubSES
 
 # The signed-SNS fixtures (tests/sns.py): the webhook tests and every test fed through the webhook.
@@ -104,10 +105,19 @@ def ses(ses_server: LocalSES, settings) -> LocalSES:
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user(
+def organisation(db):
+    """The installation's organisation (a fresh installation has exactly one)."""
+    return Organisation.objects.get(pk=sole_organisation_id())
+
+
+@pytest.fixture
+def staff_user(django_user_model, organisation):
+    """An administrator of the installation's one organisation (every page open to them)."""
+    user = django_user_model.objects.create_user(
         username="stella.staff", password="correct-horse-battery", is_staff=True, email="stella@cobalt.example"
     )
+    Membership.objects.create(user=user, organisation=organisation, role=Role.ADMINISTRATOR)
+    return user
 
 
 @pytest.fixture

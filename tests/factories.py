@@ -104,12 +104,16 @@ class ImportJobFactory(factory.django.DjangoModelFactory):
     file = factory.django.FileField(filename="contacts.csv", data=b"email,first_name\nada@example.org,Ada\n")
     original_name = "contacts.csv"
     contact_list = factory.SubFactory(ContactListFactory)
+    # An import belongs to its list's organisation (pass contact_list__organisation=… for another).
+    organisation = factory.LazyAttribute(lambda job: job.contact_list.organisation)
     status = ImportJob.Status.QUEUED
     size_bytes = factory.LazyAttribute(lambda job: job.file.size)
 
 
 def list_with_contacts(count: int, *, name: str | None = None, **contact_fields) -> ContactList:
-    contact_list = ContactListFactory(**({"name": name} if name else {}))
+    """``organisation=`` (with several organisations) puts the list and its contacts in it."""
+    list_fields = {key: contact_fields[key] for key in ("organisation",) if key in contact_fields}
+    contact_list = ContactListFactory(**({"name": name} if name else {}), **list_fields)
     contacts = ContactFactory.create_batch(count, **contact_fields)
     Subscription.objects.bulk_create(Subscription(contact=c, contact_list=contact_list) for c in contacts)
     return contact_list

@@ -7,6 +7,11 @@
 - Complaint: suppressed, contact marked complained, unsubscribed from every list.
 - SES Subscription event: ``unsubscribeAll`` unsubscribes the contact from every list and
   suppresses the address; a topic opt-out unsubscribes from the list named like the topic.
+
+Organisations: suppression and the bounced/complained status are about the address and stay
+installation-wide (every organisation's contact of it); the suppression records whose campaign
+caused it. Unsubscribing (leaving lists) acts on the contact of the organisation whose campaign
+the event is about; only an event that matched no campaign acts on every organisation's contact.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from audiences.services import (
     soft_bounce_count,
     soft_bounce_streak_end,
 )
+from campaigns.models import Campaign
 from tracking.models import Event
 from tracking.parsing import ParsedEvent
 
@@ -54,36 +60,49 @@ def policies_apply(fresh: list[tuple[Event, ParsedEvent]]) -> None:
         streaks = AddressHealth.objects.filter(email__in=delivered, consecutive_soft_bounces__gt=0)
         for address in streaks.values_list("email", flat=True):
             step(HEALTH, address, partial(soft_bounce_streak_end, email=address))
+    # Whose campaign each event is about (one query, only for the kinds that change addresses).
+    campaign_ids = {e.campaign_id for e, _ in fresh if e.campaign_id and e.event_type in POLICY_TYPES}
+    organisations = dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "organisation_id"))
     for event, parsed in fresh:
+        organisation_id = organisations.get(event.campaign_id)
         for address in parsed.addresses:
-            for table, action in _policy_steps(event, parsed, address):
+            for table, action in _policy_steps(event, parsed, address, organisation_id):
                 step(table, address, action)
     for _, _, _, action in sorted(steps, key=lambda item: item[:3]):
         action()
 
 
-def _policy_steps(event: Event, parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], object]]]:
+POLICY_TYPES = {Event.Type.BOUNCE, Event.Type.COMPLAINT, Event.Type.SUBSCRIPTION}
+
+
+def _policy_steps(
+    event: Event, parsed: ParsedEvent, address: str, organisation_id: int | None
+) -> list[tuple[int, Callable[[], object]]]:
     kind = event.event_type
+    # Installation-wide: the suppression (recording whose campaign caused it), the contact status.
+    suppress = partial(address_suppress, email=address, organisation=organisation_id)
+    everywhere = partial(contact_status_mark, organisation=None, email=address)
     if kind == Event.Type.BOUNCE and event.bounce_type == "Permanent":
         return [
-            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.HARD_BOUNCE)),
+            (SUPPRESSION, partial(suppress, reason=Suppression.Reason.HARD_BOUNCE)),
             # A complained contact stays complained.
-            (CONTACT, partial(contact_status_mark, email=address, status=BOUNCED, from_statuses=NOT_COMPLAINED)),
+            (CONTACT, partial(everywhere, status=BOUNCED, from_statuses=NOT_COMPLAINED)),
         ]
     if kind == Event.Type.BOUNCE:
         counted: dict[str, int] = {}
         return [
             (HEALTH, partial(_soft_bounce_count, address, event.ses_message_id, counted)),
-            (SUPPRESSION, partial(_soft_bounce_limit, address, counted)),
+            (SUPPRESSION, partial(_soft_bounce_limit, address, counted, organisation_id)),
         ]
     if kind == Event.Type.COMPLAINT:
         return [
-            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.COMPLAINT)),
-            (CONTACT, partial(contact_status_mark, email=address, status=Contact.Status.COMPLAINED)),
-            (SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=None)),
+            (SUPPRESSION, partial(suppress, reason=Suppression.Reason.COMPLAINT)),
+            (CONTACT, partial(everywhere, status=Contact.Status.COMPLAINED)),
+            # The lists of the organisation whose mail was marked as spam; the suppression covers the rest.
+            (SUBSCRIPTIONS, partial(lists_leave, organisation=organisation_id, email=address, list_names=None)),
         ]
     if kind == Event.Type.SUBSCRIPTION:
-        return _subscription_steps(parsed, address)
+        return _subscription_steps(parsed, address, organisation_id)
     return []
 
 
@@ -93,15 +112,20 @@ def _soft_bounce_count(address: str, ses_message_id: str, counted: dict[str, int
         counted["streak"] = streak
 
 
-def _soft_bounce_limit(address: str, counted: dict[str, int]) -> None:
+def _soft_bounce_limit(address: str, counted: dict[str, int], organisation_id: int | None) -> None:
     streak = counted.get("streak", 0)
     if streak >= settings.SOFT_BOUNCE_LIMIT:
         address_suppress(
-            email=address, reason=Suppression.Reason.SOFT_BOUNCES, note=f"{streak} consecutive soft bounces"
+            email=address,
+            reason=Suppression.Reason.SOFT_BOUNCES,
+            note=f"{streak} consecutive soft bounces",
+            organisation=organisation_id,
         )
 
 
-def _subscription_steps(parsed: ParsedEvent, address: str) -> list[tuple[int, Callable[[], object]]]:
+def _subscription_steps(
+    parsed: ParsedEvent, address: str, organisation_id: int | None
+) -> list[tuple[int, Callable[[], object]]]:
     """Honour an unsubscribe made through SES subscription management: ``unsubscribeAll`` leaves
     every list and suppresses the address; a topic opt-out leaves the list named like the topic."""
     preferences = parsed.detail.get("newTopicPreferences") or {}
@@ -111,10 +135,20 @@ def _subscription_steps(parsed: ParsedEvent, address: str) -> list[tuple[int, Ca
         note = "Unsubscribed through SES subscription management"
         # audiences.services.contacts_unsubscribe_everywhere in two steps: the contact in the
         # contacts' turn, its lists in the subscriptions', keeping the batch's table lock order.
+        mine = {"organisation": organisation_id, "email": address}
         return [
-            (SUPPRESSION, partial(address_suppress, email=address, reason=Suppression.Reason.UNSUBSCRIBED, note=note)),
-            (CONTACT, partial(contact_status_mark, email=address, status=UNSUBSCRIBED, from_statuses=[ACTIVE])),
-            (SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=None)),
+            (
+                SUPPRESSION,
+                partial(
+                    address_suppress,
+                    email=address,
+                    reason=Suppression.Reason.UNSUBSCRIBED,
+                    note=note,
+                    organisation=organisation_id,
+                ),
+            ),
+            (CONTACT, partial(contact_status_mark, **mine, status=UNSUBSCRIBED, from_statuses=[ACTIVE])),
+            (SUBSCRIPTIONS, partial(lists_leave, **mine, list_names=None)),
         ]
     topics = preferences.get("topicSubscriptionStatus")
     opted_out = [
@@ -122,4 +156,5 @@ def _subscription_steps(parsed: ParsedEvent, address: str) -> list[tuple[int, Ca
         for topic in (topics if isinstance(topics, list) else [])
         if isinstance(topic, dict) and topic.get("subscriptionStatus") == "OptOut"
     ]
-    return [(SUBSCRIPTIONS, partial(lists_leave, email=address, list_names=opted_out))] if opted_out else []
+    leave = partial(lists_leave, organisation=organisation_id, email=address, list_names=opted_out)
+    return [(SUBSCRIPTIONS, leave)] if opted_out else []

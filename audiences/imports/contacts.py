@@ -6,7 +6,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from audiences.imports.files import file_inspect
+from audiences.imports.files import ImportRefused, file_inspect
 from audiences.imports.rows import ImportReport, Rejections, Row, SeenEmails, csv_records, row_check
 from audiences.imports.writer import batch_write
 from audiences.models import ContactList
@@ -17,6 +17,7 @@ REWRITTEN_PREVIEW_LIMIT = 5
 
 def contacts_import(
     *,
+    organisation_id: int,
     path: Path,
     contact_list: ContactList | None,
     update: bool = False,
@@ -25,11 +26,14 @@ def contacts_import(
     progress: Callable[[ImportReport, int], None] | None = None,
     fields: list[str] | None = None,
 ) -> ImportReport:
-    """Import the CSV at ``path``; ImportRefused (nothing changed) if it is not a usable CSV.
+    """Import the CSV at ``path`` into the organisation's contacts (and ``contact_list``, which
+    must be one of its lists); ImportRefused (nothing changed) if it is not a usable CSV.
 
     ``fields`` is the field of each column (one of FIELDS), as confirmed by staff; without it
     the mapping is guessed from the header (``mapping_guess``).
     """
+    if contact_list is not None and contact_list.organisation_id != organisation_id:
+        raise ImportRefused("The list chosen for this import belongs to another organisation.")
     shape = file_inspect(path, fields)
     report = ImportReport(
         encoding=shape.encoding,
@@ -37,6 +41,7 @@ def contacts_import(
     )
     rejections = Rejections(rejected_path, report, shape.header)
     seen = SeenEmails()
+    target = {"organisation_id": organisation_id, "contact_list": contact_list, "update": update, "source": source}
     batch: list[Row] = []
     try:
         with open(path, "rb") as raw:
@@ -55,12 +60,12 @@ def contacts_import(
                     _rewritten_note(report, outcome)
                 batch.append(outcome)
                 if len(batch) >= BATCH_SIZE:
-                    batch_write(batch, contact_list=contact_list, update=update, source=source, report=report)
+                    batch_write(batch, report=report, **target)
                     batch = []
                     if progress:
                         progress(report, raw.tell())
             if batch:
-                batch_write(batch, contact_list=contact_list, update=update, source=source, report=report)
+                batch_write(batch, report=report, **target)
             if progress:
                 progress(report, raw.tell())
     finally:

@@ -1,5 +1,9 @@
 """Step 2 of an import, writing: one batch of checked rows upserted with a few set-wise SQL
-statements (new contacts, changed names and attributes, list subscriptions)."""
+statements (new contacts, changed names and attributes, list subscriptions).
+
+Every statement is scoped by the import's organisation: an address that is already a contact of
+another organisation is a new contact here (each organisation has its own name, attributes,
+lists and consent for it), and the insert's ON CONFLICT target is (organisation, email)."""
 
 from __future__ import annotations
 
@@ -13,20 +17,33 @@ from audiences.models import Contact, ContactList, Subscription, Suppression
 
 
 def batch_write(
-    batch: list[Row], *, contact_list: ContactList | None, update: bool, source: str, report: ImportReport
+    batch: list[Row],
+    *,
+    organisation_id: int,
+    contact_list: ContactList | None,
+    update: bool,
+    source: str,
+    report: ImportReport,
 ) -> None:
-    """Upsert one batch of valid rows with six set-wise queries, whatever the batch size."""
+    """Upsert one batch of valid rows into the organisation's contacts with six set-wise queries,
+    whatever the batch size."""
+    if contact_list is not None and contact_list.organisation_id != organisation_id:
+        raise ValueError("The list of an import belongs to another organisation.")
     now = timezone.now()
     emails = [row.email for row in batch]
     with transaction.atomic():
         existing = {
             email: (pk, first, last, _json(attributes))
             for email, pk, first, last, attributes in _select(
-                Contact, ["email", "id", "first_name", "last_name", "attributes"], "email", emails
+                Contact,
+                ["email", "id", "first_name", "last_name", "attributes"],
+                "email",
+                emails,
+                organisation_id=organisation_id,
             )
         }
         new = [row for row in batch if row.email not in existing]
-        _contacts_insert(new, source=source[:100], now=now)
+        _contacts_insert(new, organisation_id=organisation_id, source=source[:100], now=now)
         report.created += len(new)
         changed = _changes(batch, existing, now) if update else []
         if changed:
@@ -34,7 +51,9 @@ def batch_write(
         report.updated += len(changed)
         report.unchanged += len(existing) - len(changed)
         if contact_list is not None:
-            _subscriptions_add(emails, contact_list=contact_list, now=now, report=report)
+            _subscriptions_add(
+                emails, organisation_id=organisation_id, contact_list=contact_list, now=now, report=report
+            )
 
 
 def _json(value) -> dict:
@@ -68,8 +87,8 @@ def _select(model, columns: list[str], key: str, values: list, **equal) -> list[
         return cursor.fetchall()
 
 
-def _insert_new(model, columns: dict[str, str], rows: list[tuple]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING of ``rows`` as one statement.
+def _insert_new(model, columns: dict[str, str], rows: list[tuple], *, conflict: tuple[str, ...]) -> None:
+    """INSERT … ON CONFLICT (``conflict``) DO NOTHING of ``rows`` as one statement.
 
     bulk_create builds a model instance and prepares every value through the field classes:
     about half of the import's time. PostgreSQL gets one array per column (``unnest``, typed by
@@ -78,24 +97,27 @@ def _insert_new(model, columns: dict[str, str], rows: list[tuple]) -> None:
     """
     if not rows:
         return
-    table = connection.ops.quote_name(model._meta.db_table)
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
     names = ", ".join(columns)
+    on_conflict = f"ON CONFLICT ({', '.join(quote(column) for column in conflict)}) DO NOTHING"
     if connection.vendor == "postgresql":
         arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
-        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {on_conflict}"
         params = [list(column) for column in zip(*rows, strict=True)]
     else:
         row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row_sql] * len(rows))} ON CONFLICT DO NOTHING"
+        sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row_sql] * len(rows))} {on_conflict}"
         params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
-def _contacts_insert(rows: list[Row], *, source: str, now) -> None:
-    """New contacts (status active); the file's existing addresses are left to ``_changes``."""
+def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now) -> None:
+    """New contacts of the organisation (status active); its existing addresses are left to ``_changes``."""
     stamp = connection.ops.adapt_datetimefield_value(now)
     columns = {
+        "organisation_id": "bigint",
         "email": "text",
         "first_name": "text",
         "last_name": "text",
@@ -106,16 +128,28 @@ def _contacts_insert(rows: list[Row], *, source: str, now) -> None:
         "updated_at": "timestamptz",
     }
     values = [
-        (row.email, row.first_name, row.last_name, json.dumps(row.attributes), "active", source, stamp, stamp)
+        (
+            organisation_id,
+            row.email,
+            row.first_name,
+            row.last_name,
+            json.dumps(row.attributes),
+            "active",
+            source,
+            stamp,
+            stamp,
+        )
         for row in rows
     ]
-    _insert_new(Contact, columns, values)
+    # A concurrent import of the same address into the same organisation: the first one wins.
+    _insert_new(Contact, columns, values, conflict=("organisation_id", "email"))
 
 
 def _subscriptions_insert(contact_ids: list[int], *, list_id: int, now) -> None:
     stamp = connection.ops.adapt_datetimefield_value(now)
     columns = {"contact_id": "bigint", "contact_list_id": "bigint", "status": "text", "changed_at": "timestamptz"}
-    _insert_new(Subscription, columns, [(contact_id, list_id, "subscribed", stamp) for contact_id in contact_ids])
+    rows = [(contact_id, list_id, "subscribed", stamp) for contact_id in contact_ids]
+    _insert_new(Subscription, columns, rows, conflict=("contact_id", "contact_list_id"))
 
 
 def _changes(batch: list[Row], existing: dict, now) -> list[Contact]:
@@ -132,9 +166,11 @@ def _changes(batch: list[Row], existing: dict, now) -> list[Contact]:
     return changed
 
 
-def _subscriptions_add(emails: list[str], *, contact_list: ContactList, now, report: ImportReport) -> None:
+def _subscriptions_add(
+    emails: list[str], *, organisation_id: int, contact_list: ContactList, now, report: ImportReport
+) -> None:
     """Subscribe the batch's contacts to the list, except those who left it, any list, or us."""
-    contacts = _select(Contact, ["id", "email", "status"], "email", emails)
+    contacts = _select(Contact, ["id", "email", "status"], "email", emails, organisation_id=organisation_id)
     statuses = dict(
         _select(
             Subscription,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db import IntegrityError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseStopPolling
@@ -52,9 +53,12 @@ from campaigns.composer.rendering import (
 from campaigns.delivery.testsend import TEST_SUBJECT_PREFIX, campaign_test_send
 from campaigns.forms import AttachmentForm, LayoutForm, SaveTemplateForm, TestSendForm
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout
+from campaigns.selectors import attachments_of, layouts_of, templates_of
 from campaigns.snapshot import audience_queryset
 from common.pages import confirm_page
 from common.params import id_param
+from organisations import audit
+from organisations.scope import get_or_404
 
 PREVIEW_VIEWS = ("desktop", "mobile", "text")
 # The campaign HTML may contain anything staff pasted: no script, no plugins, no forms, no
@@ -66,8 +70,9 @@ PREVIEW_CSP = (
 CHOOSER_SIZE = 100
 
 
-def _campaign(pk: int) -> Campaign:
-    return get_object_or_404(Campaign.objects.select_related("layout"), pk=pk)
+def _campaign(request: HttpRequest, pk: int) -> Campaign:
+    """The request's organisation's campaign; another organisation's id answers 404 (audited)."""
+    return get_or_404(request, Campaign.objects.select_related("layout"), pk=pk)
 
 
 def _audience(campaign: Campaign):
@@ -87,7 +92,7 @@ def _preview_contact(request: HttpRequest, campaign: Campaign) -> Contact | None
 
 @require_GET
 def preview(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     contact = _preview_contact(request, campaign)
     view = request.GET.get("view", "desktop")
     view = view if view in PREVIEW_VIEWS else "desktop"
@@ -137,7 +142,7 @@ def _chooser(campaign: Campaign, search: str, contact: Contact | None, *, keep_c
 @require_POST
 def link_check(request: HttpRequest, pk: int) -> HttpResponse:
     """Start checking every link of the message for real (a django-q2 task fetches them)."""
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     try:
         checks, problem = link_check_start(campaign=campaign), ""
     except TemplateProblem as error:
@@ -152,7 +157,7 @@ def link_check(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def link_check_results(request: HttpRequest, pk: int) -> HttpResponse:
     """The link check panel, polled by the preview page until every link has its answer."""
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     return _link_check_panel(request, campaign, link_checks(campaign=campaign))
 
 
@@ -177,7 +182,7 @@ def _html_url(campaign: Campaign, contact: Contact | None) -> str:
 @require_GET
 def preview_html(request: HttpRequest, pk: int) -> HttpResponse:
     """The message HTML alone, for the preview's sandboxed iframe."""
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     try:
         compiled = compile_campaign(campaign, with_attachments=False)
         rendered = render_for(compiled, preview_context(_preview_contact(request, campaign)))
@@ -193,7 +198,7 @@ def preview_html(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def test_send(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     contact = _preview_contact(request, campaign)
     form = TestSendForm(request.POST)
     back = reverse("compose:preview", args=[pk]) + (f"?contact={contact.pk}" if contact else "")
@@ -228,7 +233,7 @@ def markdown_html(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def attachments(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     form = AttachmentForm(request.POST or None, request.FILES or None)
     status = 200
     if request.method == "POST":
@@ -243,18 +248,22 @@ def attachments(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("compose:attachments", pk=pk)
         else:
             status = 400
-    context = {"campaign": campaign, "form": form, "attachments": campaign.attachments.all(), "max_bytes": max_bytes()}
+    context = {"campaign": campaign, "form": form, "attachments": attachments_of(campaign), "max_bytes": max_bytes()}
     return render(request, "compose/attachments.html", context, status=status)
 
 
 @require_POST
 def attachment_delete(request: HttpRequest, pk: int, attachment_pk: int) -> HttpResponse:
-    attachment = get_object_or_404(CampaignAttachment, pk=attachment_pk, campaign_id=pk)
+    attachment = get_or_404(
+        request, CampaignAttachment, path="campaign__organisation", pk=attachment_pk, campaign_id=pk
+    )
     try:
         attachment_remove(attachment=attachment)
     except AttachmentRefused as refusal:
         messages.error(request, str(refusal))
     else:
+        summary = f"Removed the attachment “{attachment.filename}” of campaign “{attachment.campaign.name}”"
+        audit.record(request, audit.Action.DELETE, summary, object_type="attachment", object_id=attachment_pk)
         messages.success(request, f"Removed “{attachment.filename}”.")
     return redirect("compose:attachments", pk=pk)
 
@@ -264,7 +273,7 @@ def attachment_delete(request: HttpRequest, pk: int, attachment_pk: int) -> Http
 
 @require_POST
 def save_template(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = _campaign(pk)
+    campaign = _campaign(request, pk)
     form = SaveTemplateForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Give the template a name (up to 200 characters).")
@@ -279,14 +288,12 @@ def save_template(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def templates(request: HttpRequest) -> HttpResponse:
-    return render(request, "compose/templates.html", {"templates": CampaignTemplate.objects.select_related("layout")})
+    return render(request, "compose/templates.html", {"templates": templates_of(request.organisation)})
 
 
 @require_POST
 def template_use(request: HttpRequest, template_pk: int) -> HttpResponse:
-    from django.conf import settings
-
-    template = get_object_or_404(CampaignTemplate, pk=template_pk)
+    template = get_or_404(request, CampaignTemplate, pk=template_pk)
     sender = settings.SENDER_ADDRESSES[0] if settings.SENDER_ADDRESSES else settings.DEFAULT_FROM_EMAIL
     campaign = campaign_from_template(template=template, from_email=sender, user=request.user)
     messages.success(request, f"New draft from the template “{template.name}”: choose its audience and sender.")
@@ -298,38 +305,43 @@ def template_use(request: HttpRequest, template_pk: int) -> HttpResponse:
 
 @require_GET
 def layouts(request: HttpRequest) -> HttpResponse:
-    return render(request, "compose/layouts.html", {"layouts": Layout.objects.all()})
+    return render(request, "compose/layouts.html", {"layouts": layouts_of(request.organisation)})
 
 
 @require_http_methods(["GET", "POST"])
 def layout_create(request: HttpRequest) -> HttpResponse:
-    base = default_layout()
+    base = default_layout(request.organisation)
     initial = {"html": base.html, "css": base.css, "primary_colour": base.primary_colour}
-    return _layout_form(request, LayoutForm(request.POST or None, initial=initial), layout=None)
+    form = LayoutForm(request.POST or None, initial=initial)
+    form.instance.organisation = request.organisation
+    return _layout_form(request, form, layout=None)
 
 
 @require_http_methods(["GET", "POST"])
 def layout_edit(request: HttpRequest, layout_pk: int) -> HttpResponse:
-    layout = get_object_or_404(Layout, pk=layout_pk)
+    layout = get_or_404(request, Layout, pk=layout_pk)
     return _layout_form(request, LayoutForm(request.POST or None, instance=layout), layout=layout)
 
 
 @require_POST
 def layout_default(request: HttpRequest, layout_pk: int) -> HttpResponse:
-    layout = layout_make_default(layout=get_object_or_404(Layout, pk=layout_pk))
+    layout = layout_make_default(layout=get_or_404(request, Layout, pk=layout_pk))
     messages.success(request, f"“{layout.name}” is now the default layout for new campaigns.")
     return redirect("compose:layouts")
 
 
 @require_http_methods(["GET", "POST"])
 def layout_remove(request: HttpRequest, layout_pk: int) -> HttpResponse:
-    layout = get_object_or_404(Layout, pk=layout_pk)
+    layout = get_or_404(request, Layout, pk=layout_pk)
     if request.method == "POST":
         try:
             layout_delete(layout=layout)
         except LayoutInUse as refusal:
             messages.error(request, str(refusal))
             return redirect("compose:layouts")
+        audit.record(
+            request, audit.Action.DELETE, f"Deleted layout “{layout.name}”", object_type="layout", object_id=layout_pk
+        )
         messages.success(request, f"Layout “{layout.name}” deleted.")
         return redirect("compose:layouts")
     return confirm_page(

@@ -58,9 +58,16 @@ from campaigns.delivery.errors import Outcome, classify_error
 from campaigns.delivery.mime import CampaignMessage, campaign_outbox_template, campaign_tags, prepare_campaign
 from campaigns.delivery.ses import max_calls_in_flight, ses_connection, thread_pool
 from campaigns.models import Campaign, Recipient
-from campaigns.services import CampaignError, campaign_finish_if_done, campaign_pause, dispatchers_start
+from campaigns.selectors import audience_foreign_parts
+from campaigns.services import (
+    CampaignError,
+    campaign_finish_if_done,
+    campaign_pause,
+    dispatchers_start,
+    foreign_parts_message,
+)
 from common import shutdown
-from stats.counters import outcomes_add
+from stats.counters import counters_locked, outcomes_add
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +118,13 @@ def campaign_dispatch(*, campaign_id: int, seconds: float | None = None) -> str:
     deadline = time.monotonic() + (seconds or settings.SEND_TASK_SECONDS)
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status != Campaign.Status.SENDING:
+        return "stopped"
+    foreign = audience_foreign_parts(campaign)
+    if foreign:
+        # A list, segment or layout of another organisation changed in behind the forms' back:
+        # nothing more goes out in it (another club's footer and address); the page says why.
+        with contextlib.suppress(CampaignError):
+            campaign_pause(campaign_id=campaign_id, reason=foreign_parts_message(foreign))
         return "stopped"
     if shutdown.stop_requested():
         # Taken from the queue by a worker that is stopping: hand it back for another cluster.
@@ -515,6 +529,10 @@ def _record(campaign: Campaign, outcomes: list[Outcome]) -> bool:
     again = [outcome for outcome in outcomes if outcome.kind not in {"sent", "failed"}]
     pause_reasons = [outcome.reason for outcome in outcomes if outcome.kind == "pause"]
     with transaction.atomic():
+        # The counter row first, as the webhook's event batches take it first: the recipients'
+        # rows are locked after it on both sides, never in the opposite order (PostgreSQL
+        # deadlocked the two under load when the engine locked the recipients first).
+        counters_locked(campaign_id=campaign.pk)
         outbox = OutboxEmail.objects.bulk_create(
             [
                 OutboxEmail(

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from audiences.addresses import EMAIL_INVALID, EMAIL_NON_ASCII_LOCAL, EMAIL_SEVERAL, email_check
 from audiences.imports import contacts_import, import_job_run
 from audiences.models import Contact, ImportJob
+from organisations.models import sole_organisation_id
 from tests.audiences.test_import_upload import confirm_columns
 from tests.factories import ContactListFactory
 
@@ -76,7 +77,7 @@ def test_an_import_gives_each_rejected_row_its_reason_and_counts_rewritten_addre
     path = tmp_path / "mixed.csv"
     path.write_text(MIXED_FILE, encoding="utf-8")
 
-    report = contacts_import(path=path, contact_list=ContactListFactory())
+    report = contacts_import(organisation_id=sole_organisation_id(), path=path, contact_list=ContactListFactory())
 
     reasons = {row["line"]: row["reason"] for row in report.rejected_preview}
     assert reasons[2].startswith("no dot in the domain “localhost”")

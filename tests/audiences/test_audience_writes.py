@@ -154,17 +154,21 @@ def test_it_refuses_an_unknown_suppression_reason():
 def test_unsubscribing_everywhere_by_address_and_by_id_counts_contacts_changed(recipient):
     other = ContactFactory(email="cy@example.org", status=Contact.Status.BOUNCED)
 
-    changed = contacts_unsubscribe_everywhere(emails=["ANN@example.org"], contact_ids=[other.pk])
+    organisation = recipient.contact.organisation
+    changed = contacts_unsubscribe_everywhere(
+        organisation=organisation, emails=["ANN@example.org"], contact_ids=[other.pk]
+    )
 
     assert changed == 1  # the bounced contact keeps its status
     assert Contact.objects.get(pk=other.pk).status == Contact.Status.BOUNCED
-    assert contacts_unsubscribe_everywhere() == 0
+    assert contacts_unsubscribe_everywhere(organisation=organisation) == 0
 
 
 def test_a_hard_bounce_does_not_overwrite_a_complaint(recipient):
-    contact_status_mark(email=recipient.email, status=Contact.Status.COMPLAINED)
+    contact_status_mark(organisation=None, email=recipient.email, status=Contact.Status.COMPLAINED)
 
     changed = contact_status_mark(
+        organisation=None,
         email=recipient.email,
         status=Contact.Status.BOUNCED,
         from_statuses=[Contact.Status.ACTIVE, Contact.Status.UNSUBSCRIBED],
@@ -175,7 +179,9 @@ def test_a_hard_bounce_does_not_overwrite_a_complaint(recipient):
 
 
 def test_leaving_named_lists_keeps_the_others_and_the_contact_status(recipient):
-    ended = lists_leave(email=recipient.email, list_names=["Chess", "No such list"])
+    ended = lists_leave(
+        organisation=recipient.contact.organisation, email=recipient.email, list_names=["Chess", "No such list"]
+    )
 
     assert ended == 1
     assert audience_state(recipient.email) == (

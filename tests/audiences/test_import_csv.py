@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from audiences.imports import ImportRefused, contacts_import
 from audiences.models import Contact, ContactList, Subscription, Suppression
+from organisations.models import sole_organisation_id
 from tests.factories import ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,7 @@ def write(tmp_path: Path, content: str | bytes, name: str = "contacts.csv") -> P
 
 def run_import(path: Path, contact_list: ContactList | None = None, **options):
     contact_list = contact_list or ContactListFactory(name="Members")
-    return contacts_import(path=path, contact_list=contact_list, **options)
+    return contacts_import(organisation_id=sole_organisation_id(), path=path, contact_list=contact_list, **options)
 
 
 def database_state() -> tuple:

@@ -18,6 +18,7 @@ from django_q.brokers import get_broker
 from audiences.imports import ImportRefused, contacts_import, file_head_read, import_job_run, mapping_guess
 from audiences.models import Contact, ContactList, ImportJob
 from campaigns.tasks import engine_tick
+from organisations.models import sole_organisation_id
 from tests.audiences.test_import_upload import confirm_columns, queued_task_args
 from tests.factories import ContactListFactory
 
@@ -79,7 +80,7 @@ def test_it_guesses_the_email_and_name_columns_in_six_languages(header, expected
 def test_a_windows_1252_file_with_german_headers_fills_first_and_last_name(tmp_path):
     path = write(tmp_path, GERMAN_CP1252.encode("cp1252"))
 
-    report = contacts_import(path=path, contact_list=ContactListFactory())
+    report = contacts_import(organisation_id=sole_organisation_id(), path=path, contact_list=ContactListFactory())
 
     assert report.encoding == "cp1252"
     zoe = Contact.objects.get(email="zoe@example.org")
@@ -110,7 +111,12 @@ def test_the_mapping_step_reads_the_header_and_five_rows_of_a_large_file_in_litt
 def test_a_chosen_mapping_wins_over_the_guess(tmp_path):
     path = write(tmp_path, "Adresse,Name,Notes\nada@example.org,Ada,private\n")
 
-    contacts_import(path=path, contact_list=ContactListFactory(), fields=["email", "first_name", "ignore"])
+    contacts_import(
+        organisation_id=sole_organisation_id(),
+        path=path,
+        contact_list=ContactListFactory(),
+        fields=["email", "first_name", "ignore"],
+    )
 
     ada = Contact.objects.get()
     assert (ada.email, ada.first_name, ada.attributes) == ("ada@example.org", "Ada", {})
@@ -120,7 +126,12 @@ def test_a_mapping_without_an_email_column_is_refused_and_writes_nothing(tmp_pat
     path = write(tmp_path, "email,first_name\nada@example.org,Ada\n")
 
     with pytest.raises(ImportRefused, match="No email column: choose the column that holds the email addresses"):
-        contacts_import(path=path, contact_list=ContactListFactory(), fields=["attribute", "first_name"])
+        contacts_import(
+            organisation_id=sole_organisation_id(),
+            path=path,
+            contact_list=ContactListFactory(),
+            fields=["attribute", "first_name"],
+        )
 
     assert not Contact.objects.exists()
 
@@ -167,7 +178,7 @@ def test_confirming_a_changed_mapping_imports_with_it(staff_client, django_captu
         )
 
     assert response["Location"] == f"/audiences/imports/{job.pk}/"
-    assert queued_task_args() == [("audiences.imports.import_job_run", (job.pk,))]
+    assert queued_task_args() == [("audiences.imports.import_job_run", (job.pk, job.organisation_id))]
     job.refresh_from_db()
     assert [column["field"] for column in job.column_mapping] == ["email", "last_name", "ignore"]
     assert job.sample_rows == []  # personal data, needed only for the choice
@@ -303,7 +314,9 @@ def test_rejected_cells_are_kept_whole_in_the_rejected_rows_file(tmp_path):
     path = write(tmp_path, f"email,notes\nbad-address,{'n' * 900}\n")
     rejected = tmp_path / "rejected.csv"
 
-    contacts_import(path=path, contact_list=ContactListFactory(), rejected_path=rejected)
+    contacts_import(
+        organisation_id=sole_organisation_id(), path=path, contact_list=ContactListFactory(), rejected_path=rejected
+    )
 
     with open(rejected, newline="", encoding="utf-8") as handle:
         assert list(csv.reader(handle)) == [

@@ -76,7 +76,7 @@ def test_an_upload_queues_a_task_with_the_job_id_and_the_page_polls_its_progress
     with django_capture_on_commit_callbacks(execute=True):
         response = confirm_columns(staff_client, job)
     assert response.status_code == 302 and response["Location"] == f"/audiences/imports/{job.pk}/"
-    assert queued_task_args() == [("audiences.imports.import_job_run", (job.pk,))]
+    assert queued_task_args() == [("audiences.imports.import_job_run", (job.pk, job.organisation_id))]
     page = staff_client.get(response["Location"])
     assert b'hx-trigger="every 1s"' in page.content
 
@@ -147,7 +147,7 @@ def test_an_import_whose_worker_died_is_restarted_by_the_tick_and_finishes(setti
 
     assert engine_tick()["imports"] == 1
 
-    assert queued_task_args() == [("audiences.imports.import_job_run", (dead.pk,))]
+    assert queued_task_args() == [("audiences.imports.import_job_run", (dead.pk, dead.organisation_id))]
     assert ImportJob.objects.get(pk=alive.pk).status == ImportJob.Status.RUNNING
     assert import_job_run(dead.pk) == "done"
     dead.refresh_from_db()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from audiences.models import Contact, Subscription, Suppression
 from audiences.segments import RuleError, rules_filter
 from campaigns.snapshot import audience_count, audience_left_out, audience_snapshot
+from organisations.models import sole_organisation_id
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -50,7 +51,8 @@ def campaign_audience_emails(campaign) -> list[str]:
 
 
 def names(rules: list[dict], match: str = "all") -> set[str]:
-    return set(Contact.objects.filter(rules_filter(rules, match=match)).values_list("first_name", flat=True))
+    found = Contact.objects.filter(rules_filter(rules, match=match, organisation=sole_organisation_id()))
+    return set(found.values_list("first_name", flat=True))
 
 
 @pytest.mark.parametrize(
@@ -128,7 +130,7 @@ def test_engagement_rules_read_tracking_events(people):
 )
 def test_a_bad_rule_is_refused_with_a_clear_error(rule):
     with pytest.raises(RuleError):
-        rules_filter([rule])
+        rules_filter([rule], organisation=sole_organisation_id())
 
 
 def test_the_snapshot_leaves_out_unsubscribed_bounced_complained_suppressed_and_excluded(people):

@@ -171,12 +171,14 @@ def test_a_campaign_saved_as_template_starts_new_campaigns(staff_client):
     assert new.status == Campaign.Status.DRAFT
 
 
-def test_composer_pages_are_staff_only(client, member_user):
+def test_composer_pages_need_a_membership(client, member_user):
     campaign = CampaignFactory()
-    client.force_login(member_user)
+    client.force_login(member_user)  # logged in, but a member of no organisation
     for url in (
         reverse("compose:preview", args=[campaign.pk]),
         reverse("compose:preview_html", args=[campaign.pk]),
         reverse("compose:layouts"),
     ):
-        assert client.get(url).status_code == 403
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))

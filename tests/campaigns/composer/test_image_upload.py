@@ -14,6 +14,7 @@ from django.urls import reverse
 from PIL import ExifTags, Image
 
 from campaigns.composer.images import IMAGE_FOLDER
+from organisations.models import Membership, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -199,9 +200,10 @@ def test_it_asks_for_a_file(staff_client, media):
     assert "Choose an image file" in response.json()["error"]
 
 
-def test_uploading_needs_a_staff_login_and_a_csrf_token(client, member_user, staff_user, media):
+def test_uploading_needs_an_editor_login_and_a_csrf_token(client, member_user, organisation, staff_user, media):
     content = picture(10, 10, "PNG")
     assert upload(client, content).status_code == 302  # to the login page
+    Membership.objects.create(user=member_user, organisation=organisation, role=Role.VIEWER)
     client.force_login(member_user)
     assert upload(client, content).status_code == 403
     strict = Client(enforce_csrf_checks=True)

@@ -68,10 +68,13 @@ def test_the_default_layout_and_layouts_in_use_are_kept_with_the_reason(staff_cl
     assert Campaign.objects.get(pk=campaign.pk).layout_id == used.pk
 
 
-def test_layout_actions_are_staff_only_and_unknown_layouts_are_404(member_user, staff_client):
+def test_layout_actions_are_for_administrators_and_unknown_layouts_are_404(member_user, organisation, staff_client):
     from django.test import Client
 
+    from organisations.models import Membership, Role
+
     spare = new_layout("Spare")
+    Membership.objects.create(user=member_user, organisation=organisation, role=Role.EDITOR)
     client = Client()
     client.force_login(member_user)
 

@@ -1,0 +1,99 @@
+"""Which organisations a request may see, and at which role: the reads every view scopes by.
+
+``cobalt_mail.permissions`` resolves the request's organisation once (``request.organisation``,
+``request.role``); views pass it to the selectors, and fetch single objects with ``get_or_404``,
+which answers 404 for another organisation's ids (their existence is not revealed) and writes an
+audit entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest
+
+from organisations import audit
+from organisations.models import Membership, Organisation, Role, role_at_least
+
+SESSION_KEY = "organisation_id"
+
+
+@dataclass(frozen=True)
+class Access:
+    """The request's organisation, the user's role in it, and the organisations they may switch to."""
+
+    organisation: Organisation
+    role: str
+    choices: tuple[Organisation, ...]
+
+
+def memberships_of(user) -> dict[int, tuple[Organisation, str]]:
+    """{organisation id: (organisation, role)} over the user's active organisations.
+
+    Site operators (``is_superuser``) are administrators of every organisation.
+    """
+    if user.is_superuser:
+        return {org.id: (org, Role.ADMINISTRATOR) for org in Organisation.objects.filter(is_active=True)}
+    rows = Membership.objects.filter(user=user, organisation__is_active=True).select_related("organisation")
+    return {row.organisation_id: (row.organisation, row.role) for row in rows}
+
+
+def access_for(request: HttpRequest) -> Access | None:
+    """The organisation the request works in (the one chosen in the navbar, else the first)."""
+    found = memberships_of(request.user)
+    if not found:
+        return None
+    chosen = request.session.get(SESSION_KEY)
+    if chosen not in found:
+        chosen = min(found, key=lambda org_id: (found[org_id][0].name.lower(), org_id))
+    organisation, role = found[chosen]
+    choices = tuple(sorted((org for org, _ in found.values()), key=lambda org: (org.name.lower(), org.id)))
+    return Access(organisation=organisation, role=role, choices=choices)
+
+
+def descendant_ids(organisation: Organisation) -> list[int]:
+    """The organisation and every organisation below it, at any depth."""
+    found, frontier = [organisation.id], [organisation.id]
+    while frontier:
+        frontier = list(Organisation.objects.filter(parent_id__in=frontier).values_list("id", flat=True))
+        found.extend(frontier)
+    return found
+
+
+def ancestor_ids(organisation: Organisation) -> list[int]:
+    found, parent_id = [], organisation.parent_id
+    while parent_id is not None and parent_id not in found:
+        found.append(parent_id)
+        parent_id = Organisation.objects.filter(id=parent_id).values_list("parent_id", flat=True).first()
+    return found
+
+
+def may(request: HttpRequest, minimum: str) -> bool:
+    return role_at_least(getattr(request, "role", None), minimum)
+
+
+def get_or_404(
+    request: HttpRequest, queryset: QuerySet | type[Model], *, path: str = "organisation", **lookup
+) -> Model:
+    """One object of the request's organisation; another organisation's answers 404 (audited).
+
+    ``path`` is how the object reaches its organisation ("organisation", "campaign__organisation").
+    """
+    queryset = queryset._default_manager.all() if isinstance(queryset, type) else queryset
+    found = queryset.filter(**{path: request.organisation}, **lookup).first()
+    if found is not None:
+        return found
+    if queryset.filter(**lookup).exists():
+        audit.record(
+            request,
+            audit.Action.FORBIDDEN,
+            f"Asked for {queryset.model._meta.verbose_name} {lookup} of another organisation",
+            object_type=queryset.model._meta.model_name,
+        )
+    raise Http404("No such page in this organisation.")
+
+
+def in_organisation(queryset: QuerySet, request_or_organisation, *, path: str = "organisation") -> QuerySet:
+    organisation = getattr(request_or_organisation, "organisation", request_or_organisation)
+    return queryset.filter(**{path: organisation})
