@@ -44,12 +44,12 @@ def report_campaigns(organisation: Organisation, *, organisation_ids: list[int] 
 
 def report_campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
     """One campaign whose figures the request's organisation sees; any other answers 404, audited."""
-    found = Campaign.objects.select_related("organisation").filter(pk=pk).first()
-    # The own organisation's campaign (the common case) needs no walk down the tree.
-    if found is not None and (
-        found.organisation_id == request.organisation.id
-        or found.organisation_id in report_organisation_ids(request.organisation)
-    ):
+    found = Campaign.objects.filter(pk=pk).first()
+    # The own organisation's campaign (the common case) needs no walk down the tree, nor a join.
+    if found is not None and found.organisation_id == request.organisation.id:
+        found.organisation = request.organisation
+        return found
+    if found is not None and found.organisation_id in report_organisation_ids(request.organisation):
         return found
     # Outside the tree: get_or_404 (own organisation only) cannot find it either, so it answers 404
     # and writes the audit entry when the campaign exists in another organisation.
