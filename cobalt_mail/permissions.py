@@ -28,6 +28,8 @@ from organisations.models import Role, role_at_least
 from organisations.scope import access_for
 
 PUBLIC = "public"  # no login: the SNS webhook, the recipients' pages, /health/ and /metrics
+API = "api"  # /api/v1/: no login; an API key's role, checked by each API operation (api.auth)
+API_NAMESPACE = "api-v1:"
 LOGGED_IN = "logged-in"  # any logged-in user, member or not
 OPERATOR = "operator"  # site operators (is_superuser) only
 
@@ -51,6 +53,9 @@ VIEW_ROLES: dict[str, tuple[str, str]] = {
     "compose:campaign_image": _read_write(PUBLIC),  # images in campaigns: mail clients load them
     "health": _read_write(PUBLIC),  # pass/fail, ages and fixed phrases only
     "metrics": _read_write(PUBLIC),  # guarded by its own bearer token (METRICS_TOKEN) instead
+    # The API's docs and OpenAPI document are pages for staff; its operations take a key (API).
+    "api-v1:openapi-json": _read_write(LOGGED_IN),
+    "api-v1:openapi-view": _read_write(LOGGED_IN),
     "logout": _read_write(LOGGED_IN),
     "admin": _read_write(OPERATOR),
     # -- the site
@@ -65,6 +70,8 @@ VIEW_ROLES: dict[str, tuple[str, str]] = {
     "organisations:audit": _read_write(A),
     "organisations:audit_export": _read_write(A),
     "organisations:all": _read_write(OPERATOR),
+    "api_keys:list": _read_write(A),
+    "api_keys:revoke": _read_write(A),
     # -- audiences
     "audiences:index": _read_write(V),
     "audiences:contacts": _read_write(V, E),
@@ -145,6 +152,8 @@ def required_role(view_name: str | None, method: str) -> str | None:
     entry = VIEW_ROLES.get(view_name or "")
     if entry is None and view_name and view_name.startswith("admin:"):
         entry = VIEW_ROLES["admin"]
+    if entry is None and view_name and view_name.startswith(API_NAMESPACE):
+        entry = (API, API)
     if entry is None:
         return None
     return entry[0] if method in SAFE_METHODS else entry[1]
@@ -169,7 +178,7 @@ class OrganisationAccessMiddleware:
         except Resolver404:
             view_name = None
         needed = required_role(view_name, request.method)
-        if needed == PUBLIC:
+        if needed in (PUBLIC, API):
             return None
         user = request.user
         if not user.is_authenticated:

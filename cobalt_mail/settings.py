@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "post_office",
     "django_ses",
     "axes",  # login throttling: see LOGIN_FAILURE_LIMIT below
+    "ninja",  # listed so that /api/v1/docs serves its own Swagger UI files, not a CDN's
     # The project's apps, bottom layer first: each imports only from the apps listed before it
     # (import-linter checks it in `make lint`; see the README's architecture section).
     "common",
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "campaigns",
     "tracking",
     "reports",
+    "api",  # the integration API (django-ninja) and its keys
     "cobalt_mail",  # the project itself: first-run set-up commands (bootstrap, ses_verify_senders)
 ]
 
@@ -364,6 +366,11 @@ if TESTING and env_str("REDIS_URL"):
 
 # /metrics answers a Prometheus scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset = off (404).
 METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+
+# --- The integration API (/api/v1/): requests a minute per key (429 with Retry-After beyond), and
+# the largest request body it reads (a sync of 10,000 contacts is a few MB).
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=1)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
 
 DJANGO_TABLES2_TEMPLATE = "tables/bulma.html"
 

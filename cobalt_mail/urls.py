@@ -4,6 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from api.v1 import api
 from cobalt_mail import health, views
 
 urlpatterns = [
@@ -15,6 +16,7 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("settings/", views.settings_page, name="settings"),
     path("organisations/", include("organisations.urls")),
+    path("organisations/api-keys/", include("api.urls")),
     path("admin/", admin.site.urls),
     path("audiences/", include("audiences.urls")),
     path("", include("campaigns.composer.urls")),
@@ -22,4 +24,5 @@ urlpatterns = [
     path("tracking/", include("tracking.urls")),
     path("health/", health.health, name="health"),
     path("metrics", health.metrics, name="metrics"),  # Prometheus's default path, no slash
+    path("api/v1/", api.urls),
 ]

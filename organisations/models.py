@@ -124,6 +124,8 @@ class AuditEntry(models.Model):
         ROLE_REMOVED = "role_removed", "Removed a role"
         ORGANISATION = "organisation", "Changed an organisation"
         FORBIDDEN = "forbidden", "Tried to open another organisation's page"
+        API_KEY = "api_key", "Created or revoked an API key"
+        API_AUTH_FAILED = "api_auth_failed", "Failed API authentication"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     organisation = models.ForeignKey(

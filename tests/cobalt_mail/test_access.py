@@ -33,9 +33,18 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from api.keys import api_key_create
 from audiences.models import ImportJob, Suppression
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate
-from cobalt_mail.permissions import LOGGED_IN, OPERATOR, PUBLIC, PUBLIC_URL_NAMES, VIEW_ROLES, required_role
+from cobalt_mail.permissions import (
+    API_NAMESPACE,
+    LOGGED_IN,
+    OPERATOR,
+    PUBLIC,
+    PUBLIC_URL_NAMES,
+    VIEW_ROLES,
+    required_role,
+)
 from organisations.models import AuditEntry, Membership, Organisation, Role, role_at_least
 from stats.models import CampaignStats
 from tests.factories import (
@@ -58,8 +67,14 @@ PARENT_MAY_SEE = frozenset({"reports:campaign", "reports:campaign_live"})
 # --- the URLs ---------------------------------------------------------------------------------------
 
 
+def is_api_operation(name: str) -> bool:
+    """The API's operations take a key, not a login: tests/api/ walks them with keys of each role."""
+    return name.startswith(API_NAMESPACE) and name not in VIEW_ROLES
+
+
 def app_urls() -> list[tuple[str, str]]:
-    """(name, example path) for every named URL of the project but the admin's, ids set to 1."""
+    """(name, example path) for every named URL of the project but the admin's and the API
+    operations', ids set to 1."""
     found = []
 
     def walk(patterns, prefix="", namespace=""):
@@ -69,7 +84,7 @@ def app_urls() -> list[tuple[str, str]]:
                     continue
                 child_ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
                 walk(entry.url_patterns, prefix + str(entry.pattern), child_ns)
-            elif isinstance(entry, URLPattern) and entry.name:
+            elif isinstance(entry, URLPattern) and entry.name and not is_api_operation(namespace + entry.name):
                 route = prefix + str(entry.pattern)
                 path = "/" + re.sub(r"<int:\w+>", "1", route).replace("<str:token>", "x")
                 found.append((namespace + entry.name, path))
@@ -84,7 +99,8 @@ def url_parameters(pattern) -> list[str]:
 
 
 def every_url() -> Iterator[tuple[str, list[str]]]:
-    """(full URL name, its keyword arguments) for every named URL, the admin's included."""
+    """(full URL name, its keyword arguments) for every named URL, the admin's included, but the
+    API operations'."""
 
     def walk(patterns, namespace="", inherited=()):
         for entry in patterns:
@@ -92,7 +108,7 @@ def every_url() -> Iterator[tuple[str, list[str]]]:
             if isinstance(entry, URLResolver):
                 child_ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
                 yield from walk(entry.url_patterns, child_ns, parameters)
-            elif entry.name:
+            elif entry.name and not is_api_operation(namespace + entry.name):
                 yield namespace + entry.name, parameters
 
     seen = set()
@@ -156,6 +172,7 @@ def site_build(django_user_model) -> Site:
     suppression = Suppression.objects.create(
         email="gone@club-a.example", reason=Suppression.Reason.HARD_BOUNCE, organisation=club
     )
+    api_key, _ = api_key_create(organisation=club, role=Role.VIEWER, name="Membership site")
 
     def user(username: str, organisation: Organisation | None = None, role: str = ""):
         created = django_user_model.objects.create_user(username=username, password=PASSWORD)
@@ -180,6 +197,7 @@ def site_build(django_user_model) -> Site:
         "template": template.pk,
         "layout": layout.pk,
         "membership": Membership.objects.get(user=users[f"A {Role.VIEWER}"]).pk,
+        "api_key": api_key.pk,
     }
     return Site(parent=parent, club=club, sibling=sibling, ids=ids, users=users)
 
@@ -193,9 +211,11 @@ def site(django_user_model, settings, tmp_path) -> Site:
 def object_for(name: str, parameter: str) -> str | None:
     """Which of A's objects a URL's argument names (None: not an object of A)."""
     namespace = name.partition(":")[0]
-    if namespace not in {"audiences", "campaigns", "compose", "reports", "organisations"}:
+    if namespace not in {"audiences", "campaigns", "compose", "reports", "organisations", "api_keys"}:
         return None
     if parameter == "pk":
+        if namespace == "api_keys":
+            return "api_key"
         if namespace == "organisations":
             return "membership" if name.startswith("organisations:member_") else None
         if namespace == "audiences":

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ["common", "stats", "organisations", "audiences", "campaigns", "tracking", "reports", "cobalt_mail"]
+APPS = ["common", "stats", "organisations", "audiences", "campaigns", "tracking", "reports", "api", "cobalt_mail"]
 LARGEST_SHARE = 0.40
 
 

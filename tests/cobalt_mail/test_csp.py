@@ -68,6 +68,7 @@ NOT_PAGES = frozenset(
         "audiences:import_discard",
         "reports:recipients_export",
         "reports:recipients_segment",
+        "api-v1:openapi-json",  # JSON for programs
     }
 )
 

@@ -171,6 +171,9 @@ NOT_STAFF_PAGES = (
     | {"favicon", "compose:link_check", "compose:image_upload", "compose:campaign_image"}
     # Its DNS lookups need the loopback DNS server: its own 390 px test is in tests/reports/test_sender_dns.py.
     | {"reports:senders"}
+    # The API's Swagger UI, a page for developers: tests/api/test_api_core.py checks it serves its
+    # own files under the CSP.
+    | {"api-v1:openapi-view"}
 )
 
 LONG_ADDRESS = "alexandra.konstantinopoulou-whitfield@members.riverside-rowing-club.example.org"
@@ -233,6 +236,7 @@ STAFF_PAGES: dict[str, Callable[[dict], list]] = {
     "organisations:members": lambda data: [],
     "organisations:children": lambda data: [],
     "organisations:audit": lambda data: [],
+    "api_keys:list": lambda data: [],
     "organisations:all": lambda data: [],
 }
 
