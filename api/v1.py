@@ -14,6 +14,12 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from api.auth import ApiKeyAuth, Router, needs
 from api.problems import Problem, problem_response
+from api.routers import campaigns as campaigns_router
+from api.routers import contacts as contacts_router
+from api.routers import events as events_router
+from api.routers import lists as lists_router
+from api.routers import segments as segments_router
+from api.routers import suppressions as suppressions_router
 from organisations.models import Role
 
 api = NinjaAPI(
@@ -95,3 +101,9 @@ def me(request: HttpRequest):
 
 # Routers, one per resource (each file adds its own line).
 api.add_router("", keys)
+api.add_router("", lists_router.router)
+api.add_router("", segments_router.router)
+api.add_router("", campaigns_router.router)
+api.add_router("", suppressions_router.router)
+api.add_router("", events_router.router)
+api.add_router("", contacts_router.router)

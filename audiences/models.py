@@ -40,6 +40,10 @@ class Contact(models.Model):
 
     organisation = organisation_field()
     email = models.CharField(max_length=254)
+    # The membership database's own id for the person (the API's key: /api/v1/contacts/{external_id});
+    # empty for contacts added by staff or a CSV import until a sync adopts them by address.
+    # A database default too: raw INSERTs that do not name the column (the benchmarks' seeding) still work.
+    external_id = models.CharField(max_length=200, blank=True, default="", db_default="")
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
@@ -53,9 +57,18 @@ class Contact(models.Model):
         ordering = ["email"]
         # The same address may be a contact of several organisations, each with its own name,
         # lists and consent. Every index starts with the organisation: every read is scoped by it.
-        constraints = [models.UniqueConstraint(fields=["organisation", "email"], name="contact_org_email_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "email"], name="contact_org_email_unique"),
+            models.UniqueConstraint(
+                fields=["organisation", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="contact_org_external_id_unique",
+            ),
+        ]
         indexes = [
             models.Index(fields=["organisation", "status", "id"], name="contact_org_status_idx"),
+            # The API's change feed: GET /api/v1/contacts?updated_since=… pages in (updated_at, id).
+            models.Index(fields=["organisation", "updated_at", "id"], name="contact_org_updated_idx"),
             models.Index("organisation", Lower("last_name"), name="contact_org_last_name_idx"),
             models.Index(fields=["organisation", "created_at"], name="contact_org_created_idx"),
             # Tracking and suppression find every organisation's contact of an address.
@@ -105,6 +118,30 @@ class Subscription(models.Model):
             models.UniqueConstraint(fields=["contact", "contact_list"], name="subscription_unique"),
         ]
         indexes = [models.Index(fields=["contact_list", "status", "contact"], name="subscription_list_idx")]
+
+
+class ErasedAddress(models.Model):
+    """What is left of an erased contact that had refused mail: its address as a SHA-256 hash.
+
+    Erasure (``audiences.sync.contact_erase``) removes the person's data; when they had
+    unsubscribed, bounced or complained, this row keeps a later sync from mailing the address
+    again: a contact created for the same address in the same organisation gets back the status
+    and the list opt-outs kept here (and the row is then removed: the contact carries them)."""
+
+    organisation = organisation_field()
+    email_sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Contact.Status.choices)
+    # Ids of the organisation's lists the contact had unsubscribed from (not personal data).
+    lists_left = models.JSONField(default=list, blank=True)
+    erased_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "email_sha256"], name="erased_org_hash_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"erased {self.email_sha256[:12]}…"
 
 
 class Segment(models.Model):

@@ -4,8 +4,9 @@
 
 Issue #14's speed rule: with 100 organisations and 1,000,000 contacts spread over them, the
 contacts page, the report page and the campaign progress poll stay within 20% of the figures
-before organisations existed. Both trees are measured here, one after the other, each in a
-fresh PostgreSQL database migrated by its own code:
+before organisations existed. Both trees are measured here, each in a fresh PostgreSQL database
+migrated by its own code; both are seeded first, then measured in alternating rounds (before,
+after, before, …) so that a machine getting busier or quieter during the run moves both alike:
 
 - before (``--before``, default ``029223d``, checked out with ``git worktree`` into a temporary
   folder): 1,000,000 contacts in the one installation, a staff user;
@@ -14,7 +15,8 @@ fresh PostgreSQL database migrated by its own code:
 
 Each tree gets a 200,000-recipient sent campaign (in the measured organisation) for the report
 page and the progress poll. Every page is requested through Django's test client with the
-whole middleware stack; the median of 40 requests is printed, then the ratio after/before.
+whole middleware stack; each round takes the median of 30 requests a page, before and after one
+right after the other; the figure is the median over 7 rounds of each round's after/before ratio.
 
 For the after tree the SQL of each page is captured and every SELECT touching an owned table
 is EXPLAINed: the plan lines naming an index are printed (``plan:``), so that
@@ -37,7 +39,7 @@ from pathlib import Path
 from bench import pg
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = 40
+REQUESTS = 30
 CAMPAIGN_RECIPIENTS = 200_000
 PAGES = {
     "contacts page": "/audiences/contacts/",
@@ -50,68 +52,97 @@ PAGES = {
 OWNED_TABLES = ("campaigns_contact", "campaigns_campaign", "campaigns_contactlist", "campaigns_segment")
 
 
-def _tree_run(tree: Path, database: str, contacts: int, organisations: int, explain: bool) -> dict:
-    url = pg.recreate(database)
-    env = {
-        **{key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DEBUG"}},
-        "DATABASE_URL": url,
-        "SECRET_KEY": "bench",
-        "COBALT_TESTING": "0",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(tree),
-    }
-    try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=tree, env=env, check=True)
+ROUNDS = 7
+
+
+class _Tree:
+    """One tree with its own seeded database; ``measure`` runs a fresh child against it."""
+
+    def __init__(self, tree: Path, database: str, contacts: int, organisations: int) -> None:
+        self.tree, self.database = tree, database
+        self.env = {
+            **{key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DEBUG"}},
+            "DATABASE_URL": pg.recreate(database),
+            "SECRET_KEY": "bench",
+            "COBALT_TESTING": "0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(tree),
+        }
         # The child runs from a copy outside any package: the script's own folder (bench/) first
         # on sys.path would hide the tree's apps behind bench/reports.py and its neighbours.
-        script = Path(tempfile.mkdtemp(prefix="cobalt-bench-org-")) / "orgscale_child.py"
-        script.write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+        self.script = Path(tempfile.mkdtemp(prefix="cobalt-bench-org-")) / "orgscale_child.py"
+        self.script.write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=tree, env=self.env, check=True
+        )
+        self.seeded = self._child("--seed", str(contacts), str(organisations))
+
+    def measure(self, explain: bool = False) -> dict:
+        return self._child("--measure", str(self.seeded["campaign"]), *(["--explain"] if explain else []))
+
+    def _child(self, *arguments: str) -> dict:
         child = subprocess.run(
-            [sys.executable, str(script), "--child", str(contacts), str(organisations)]
-            + (["--explain"] if explain else []),
-            cwd=tree,
-            env=env,
+            [sys.executable, str(self.script), *arguments],
+            cwd=self.tree,
+            env=self.env,
             check=False,
             capture_output=True,
             text=True,
         )
         if child.returncode != 0:
-            raise RuntimeError(f"bench child failed in {tree}:\n{child.stderr[-4000:]}")
+            raise RuntimeError(f"bench child failed in {self.tree}:\n{child.stderr[-4000:]}")
         return json.loads(child.stdout.strip().splitlines()[-1])
-    finally:
-        pg.drop(database)
+
+    def drop(self) -> None:
+        pg.drop(self.database)
 
 
 def run(contacts: int = 1_000_000, organisations: int = 100, before: str = "029223d") -> list[str]:
+    """Seed both trees, then measure them in alternating rounds (before, after, before, …): a
+    machine that gets busier or quieter during the run moves both sides alike. Each page's figure
+    is the median over the rounds of each round's median."""
     with tempfile.TemporaryDirectory(prefix="cobalt-bench-before-") as folder:
         old_tree = Path(folder) / "tree"
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(old_tree), before], cwd=ROOT, check=True, capture_output=True
         )
+        old = new = None
         try:
-            old = _tree_run(old_tree, "cobalt_bench_org_before", contacts, 1, explain=False)
+            old = _Tree(old_tree, "cobalt_bench_org_before", contacts, 1)
+            new = _Tree(ROOT, "cobalt_bench_org_after", contacts, organisations)
+            rounds = []
+            for number in range(ROUNDS):
+                rounds.append((old.measure(), new.measure(explain=number == ROUNDS - 1)))
         finally:
+            for tree in (old, new):
+                if tree is not None:
+                    tree.drop()
             subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT, check=False)
-    new = _tree_run(ROOT, "cobalt_bench_org_after", contacts, organisations, explain=True)
     lines = [
         f"organisations: before {before} (1 organisation, {contacts:,} contacts) vs after "
         f"({organisations} organisations, {contacts:,} contacts; seeded in "
-        f"{old['seed_seconds']:.0f} s / {new['seed_seconds']:.0f} s)"
+        f"{old.seeded['seed_seconds']:.0f} s / {new.seeded['seed_seconds']:.0f} s; "
+        f"{ROUNDS} alternating rounds of {REQUESTS} requests a page)"
     ]
     for name in PAGES:
-        ratio = new["pages"][name] / old["pages"][name]
+        before_ms = statistics.median(o["pages"][name] for o, _ in rounds)
+        after_ms = statistics.median(n["pages"][name] for _, n in rounds)
+        # Each round's after/before, from requests made seconds apart: the median of these paired
+        # ratios is the figure (a busier or quieter minute moves both halves of a pair alike).
+        ratios = sorted(n["pages"][name] / o["pages"][name] for o, n in rounds)
         lines.append(
-            f"organisations {name}: before median {old['pages'][name]:.1f} ms, "
-            f"after {new['pages'][name]:.1f} ms: {ratio:.2f}x"
+            f"organisations {name}: before median {before_ms:.1f} ms, after {after_ms:.1f} ms; "
+            f"paired ratio median {statistics.median(ratios):.2f}x "
+            f"(rounds: {' '.join(f'{ratio:.2f}' for ratio in ratios)})"
         )
-    lines += [f"plan: {line}" for line in new.get("plans", [])]
+    lines += [f"plan: {line}" for line in rounds[-1][1].get("plans", [])]
     return lines
 
 
 # --- the child: Django configured against the bench database, in one tree ---------------------
 
 
-def _child(contacts: int, organisations: int, explain: bool) -> None:
+def _django() -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cobalt_mail.settings")
@@ -119,17 +150,29 @@ def _child(contacts: int, organisations: int, explain: bool) -> None:
     from django.conf import settings
 
     settings.ALLOWED_HOSTS = ["testserver"]
+
+
+def _child_seed(contacts: int, organisations: int) -> None:
+    _django()
     started = time.perf_counter()
-    client, campaign_id = _seed(contacts, organisations)
-    seed_seconds = time.perf_counter() - started
+    campaign_id = _seed(contacts, organisations)
+    print(json.dumps({"seed_seconds": time.perf_counter() - started, "campaign": campaign_id}))
+
+
+def _child_measure(campaign_id: int, explain: bool) -> None:
+    _django()
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
     pages, plans = _measure(client, campaign_id, explain)
-    print(json.dumps({"seed_seconds": seed_seconds, "pages": pages, "plans": plans}))
+    print(json.dumps({"pages": pages, "plans": plans}))
 
 
 def _seed(contacts: int, organisations: int):
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from django.test import Client
     from django.utils import timezone
 
     from campaigns.models import Campaign
@@ -217,9 +260,7 @@ def _seed(contacts: int, organisations: int):
     snapshot_recorded(
         campaign_id=campaign.pk, recipients=CAMPAIGN_RECIPIENTS, domains={"example.org": CAMPAIGN_RECIPIENTS}
     )
-    client = Client()
-    client.force_login(user)
-    return client, campaign.pk
+    return campaign.pk
 
 
 def _measure(client, campaign_id: int, explain: bool) -> tuple[dict[str, float], list[str]]:
@@ -289,7 +330,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(int(sys.argv[2]), int(sys.argv[3]), "--explain" in sys.argv)
+    if len(sys.argv) > 1 and sys.argv[1] == "--seed":
+        _child_seed(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        _child_measure(int(sys.argv[2]), "--explain" in sys.argv)
     else:
         main()

@@ -395,7 +395,14 @@ def machine() -> str:
 
 def other_benchmarks() -> list[str]:
     lines = []
-    for name in ("bench.webhook", "bench.imports", "bench.reports", "bench.simulator", "bench.orgscale"):
+    for name in (
+        "bench.webhook",
+        "bench.imports",
+        "bench.reports",
+        "bench.simulator",
+        "bench.orgscale",
+        "bench.apisync",
+    ):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as missing:
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile one in-process dispatcher")
     parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
     parser.add_argument(
-        "--no-others", action="store_true", help="skip bench.webhook, imports, reports, simulator, orgscale"
+        "--no-others", action="store_true", help="skip bench.webhook, imports, reports, simulator, orgscale, apisync"
     )
     args = parser.parse_args(argv)
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -72,6 +72,12 @@ VIEW_ROLES: dict[str, tuple[str, str]] = {
     "organisations:all": _read_write(OPERATOR),
     "api_keys:list": _read_write(A),
     "api_keys:revoke": _read_write(A),
+    "webhooks:list": _read_write(A),
+    "webhooks:detail": _read_write(A),
+    "webhooks:disable": _read_write(A),
+    "webhooks:enable": _read_write(A),
+    "webhooks:renew_secret": _read_write(A),
+    "webhooks:delete": _read_write(A),
     # -- audiences
     "audiences:index": _read_write(V),
     "audiences:contacts": _read_write(V, E),

@@ -6,6 +6,8 @@ Four kinds, each with its own age limit (``RETENTION_*_DAYS``):
 - ``mail_bodies``: post_office ``Email`` rows of sent or failed messages keep their row (status,
   SES message id, the recipient's link to it) but lose subject, text, HTML and merge context;
 - ``mail_logs``: post_office ``Log`` rows are deleted;
+- ``webhook_logs``: finished (delivered or given up) webhook deliveries of the endpoints' logs are
+  deleted (same age limit as the mail logs);
 - ``event_payloads``: an ``Event`` keeps its row (the figures' evidence) but its raw SNS JSON
   becomes NULL;
 - ``import_files`` / ``rejected_files``: a finished import's uploaded CSV and its rejected-rows
@@ -35,12 +37,13 @@ from post_office.models import STATUS as OUTBOX_STATUS
 from post_office.models import Email as OutboxEmail
 from post_office.models import Log as OutboxLog
 
+from api.models import WebhookDelivery
 from audiences.models import ImportJob
 from tracking.models import Event
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("mail_bodies", "mail_logs", "event_payloads", "import_files", "rejected_files")
+KINDS = ("mail_bodies", "mail_logs", "webhook_logs", "event_payloads", "import_files", "rejected_files")
 FINISHED_IMPORTS = [ImportJob.Status.DONE, ImportJob.Status.REFUSED, ImportJob.Status.FAILED]
 
 
@@ -55,6 +58,7 @@ def retention_apply(*, dry_run: bool = False, now: datetime | None = None) -> di
     counts = {
         "mail_bodies": _mail_bodies_blank(mail_cutoff, batch_size=batch_size, dry_run=dry_run),
         "mail_logs": _mail_logs_delete(mail_cutoff, batch_size=batch_size, dry_run=dry_run),
+        "webhook_logs": _webhook_logs_delete(mail_cutoff, batch_size=batch_size, dry_run=dry_run),
         "event_payloads": _event_payloads_clear(
             now - timedelta(days=settings.RETENTION_EVENT_PAYLOAD_DAYS), batch_size=batch_size, dry_run=dry_run
         ),
@@ -108,6 +112,21 @@ def _mail_logs_delete(cutoff: datetime, *, batch_size: int, dry_run: bool) -> in
             continue
         with transaction.atomic():
             deleted, _ = OutboxLog.objects.filter(pk__in=ids).delete()
+        total += deleted
+    return total
+
+
+def _webhook_logs_delete(cutoff: datetime, *, batch_size: int, dry_run: bool) -> int:
+    """Finished deliveries only: a pending or retrying one is the endpoint's place in its feed."""
+    finished = [WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.FAILED]
+    rows = WebhookDelivery.objects.filter(created_at__lt=cutoff, status__in=finished)
+    total = 0
+    for ids in id_batches(rows, batch_size=batch_size):
+        if dry_run:
+            total += len(ids)
+            continue
+        with transaction.atomic():
+            deleted, _ = WebhookDelivery.objects.filter(pk__in=ids, status__in=finished).delete()
         total += deleted
     return total
 

@@ -371,6 +371,13 @@ METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 # the largest request body it reads (a sync of 10,000 contacts is a few MB).
 API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=1)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Webhooks out (api/webhooks.py): endpoints on private, loopback, link-local or reserved
+# addresses, and plain http://, are refused unless WEBHOOK_ALLOW_PRIVATE is on (tests, intranets).
+# A POST waits WEBHOOK_TIMEOUT seconds for its answer; an endpoint that has failed for
+# WEBHOOK_DISABLE_AFTER_HOURS is disabled and its administrators are told.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
+WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=1)
 
 DJANGO_TABLES2_TEMPLATE = "tables/bulma.html"
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("settings/", views.settings_page, name="settings"),
     path("organisations/", include("organisations.urls")),
     path("organisations/api-keys/", include("api.urls")),
+    path("organisations/webhooks/", include("api.webhook_urls")),
     path("admin/", admin.site.urls),
     path("audiences/", include("audiences.urls")),
     path("", include("campaigns.composer.urls")),

@@ -112,6 +112,15 @@ class RecipientActivity(models.Model):
     class Meta:
         db_table = "tracking_recipientactivity"
         constraints = [models.UniqueConstraint(fields=["recipient", "kind"], name="recipient_activity_unique")]
+        # The API's events feed reads unsubscribes by time (api/feed.py); a partial index, so the
+        # other kinds (most rows) do not pay for it.
+        indexes = [
+            models.Index(
+                fields=["occurred_at", "id"],
+                name="activity_unsubscribed_idx",
+                condition=models.Q(kind="unsubscribed"),
+            )
+        ]
 
 
 class CampaignBreakdown(models.Model):

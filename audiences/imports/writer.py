@@ -7,13 +7,14 @@ lists and consent for it), and the insert's ON CONFLICT target is (organisation,
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from audiences.imports.rows import ImportReport, Row
-from audiences.models import Contact, ContactList, Subscription, Suppression
+from audiences.models import Contact, ContactList, ErasedAddress, Subscription, Suppression
 
 
 def batch_write(
@@ -113,8 +114,28 @@ def _insert_new(model, columns: dict[str, str], rows: list[tuple], *, conflict: 
         cursor.execute(sql, params)
 
 
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
 def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now) -> None:
-    """New contacts of the organisation (status active); its existing addresses are left to ``_changes``."""
+    """New contacts of the organisation (status active); its existing addresses are left to ``_changes``.
+
+    An address erased from the organisation after it refused mail (``ErasedAddress``) comes back
+    with that refusal: its status, and its opt-outs of lists, so the list below is not joined."""
+    hashes = {email_hash(row.email): row.email for row in rows}
+    erased = {
+        hashes[entry.email_sha256]: entry
+        for entry in ErasedAddress.objects.filter(
+            organisation_id=organisation_id,
+            pk__in=[
+                pk
+                for (pk,) in _select(
+                    ErasedAddress, ["id"], "email_sha256", list(hashes), organisation_id=organisation_id
+                )
+            ],
+        )
+    }
     stamp = connection.ops.adapt_datetimefield_value(now)
     columns = {
         "organisation_id": "bigint",
@@ -134,7 +155,7 @@ def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now)
             row.first_name,
             row.last_name,
             json.dumps(row.attributes),
-            "active",
+            erased[row.email].status if row.email in erased else Contact.Status.ACTIVE,
             source,
             stamp,
             stamp,
@@ -143,6 +164,19 @@ def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now)
     ]
     # A concurrent import of the same address into the same organisation: the first one wins.
     _insert_new(Contact, columns, values, conflict=("organisation_id", "email"))
+    if erased:
+        contact_ids = dict(_select(Contact, ["email", "id"], "email", list(erased), organisation_id=organisation_id))
+        Subscription.objects.bulk_create(
+            [
+                Subscription(
+                    contact_id=contact_ids[email], contact_list_id=list_id, status=Subscription.Status.UNSUBSCRIBED
+                )
+                for email, entry in erased.items()
+                for list_id in entry.lists_left
+            ],
+            ignore_conflicts=True,
+        )
+        ErasedAddress.objects.filter(pk__in=[entry.pk for entry in erased.values()]).delete()
 
 
 def _subscriptions_insert(contact_ids: list[int], *, list_id: int, now) -> None:

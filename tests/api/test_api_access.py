@@ -43,11 +43,28 @@ def operations() -> list[tuple[str, str, str]]:
 
 def a_objects(club: Organisation) -> dict[str, str]:
     """Organisation A's objects, by the path parameter that names them (extend with new ones)."""
-    return {}
+    from audiences.models import Contact, ContactList, Segment
+    from campaigns.models import Campaign
+
+    return {
+        "list": ContactList.objects.create(organisation=club, name="Walk list").pk,
+        "segment": Segment.objects.create(organisation=club, name="Walk segment", rules=[]).pk,
+        "campaign": Campaign.objects.create(organisation=club, name="Walk", subject="s", from_email="a@b.example").pk,
+        "email": Contact.objects.create(organisation=club, email="walk@example.org").email,
+        "external_id": Contact.objects.create(
+            organisation=club, email="walk-member@example.org", external_id="walk-1"
+        ).external_id,
+    }
 
 
 # Path parameters and which of A's objects they name (the keys of a_objects()).
-PATH_OBJECTS: dict[str, str] = {}
+PATH_OBJECTS: dict[str, str] = {
+    "list_id": "list",
+    "segment_id": "segment",
+    "campaign_id": "campaign",
+    "email": "email",
+    "external_id": "external_id",
+}
 
 
 def fill(path: str, objects: dict[str, str]) -> str:
@@ -66,6 +83,8 @@ def call(client: KeyClient, method: str, path: str):
         return client.delete(path)
     if method == "PUT":
         return client.put(path, {})
+    if method == "PATCH":
+        return client.client.patch(path, {}, content_type="application/json", headers=client._headers())
     return client.post(path, {})
 
 

@@ -34,6 +34,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from api.keys import api_key_create
+from api.webhooks import webhook_endpoint_create
 from audiences.models import ImportJob, Suppression
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate
 from cobalt_mail.permissions import (
@@ -173,6 +174,7 @@ def site_build(django_user_model) -> Site:
         email="gone@club-a.example", reason=Suppression.Reason.HARD_BOUNCE, organisation=club
     )
     api_key, _ = api_key_create(organisation=club, role=Role.VIEWER, name="Membership site")
+    webhook = webhook_endpoint_create(organisation=club, url="https://1.1.1.1/hooks/cobalt", event_types=["bounce"])
 
     def user(username: str, organisation: Organisation | None = None, role: str = ""):
         created = django_user_model.objects.create_user(username=username, password=PASSWORD)
@@ -198,6 +200,7 @@ def site_build(django_user_model) -> Site:
         "layout": layout.pk,
         "membership": Membership.objects.get(user=users[f"A {Role.VIEWER}"]).pk,
         "api_key": api_key.pk,
+        "webhook": webhook.pk,
     }
     return Site(parent=parent, club=club, sibling=sibling, ids=ids, users=users)
 
@@ -211,11 +214,13 @@ def site(django_user_model, settings, tmp_path) -> Site:
 def object_for(name: str, parameter: str) -> str | None:
     """Which of A's objects a URL's argument names (None: not an object of A)."""
     namespace = name.partition(":")[0]
-    if namespace not in {"audiences", "campaigns", "compose", "reports", "organisations", "api_keys"}:
+    if namespace not in {"audiences", "campaigns", "compose", "reports", "organisations", "api_keys", "webhooks"}:
         return None
     if parameter == "pk":
         if namespace == "api_keys":
             return "api_key"
+        if namespace == "webhooks":
+            return "webhook"
         if namespace == "organisations":
             return "membership" if name.startswith("organisations:member_") else None
         if namespace == "audiences":

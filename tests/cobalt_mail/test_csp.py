@@ -69,6 +69,11 @@ NOT_PAGES = frozenset(
         "reports:recipients_export",
         "reports:recipients_segment",
         "api-v1:openapi-json",  # JSON for programs
+        "api_keys:revoke",  # POST only
+        "webhooks:disable",  # POST only
+        "webhooks:enable",  # POST only
+        "webhooks:renew_secret",  # the shared confirm page (confirm.html), then the secret once
+        "webhooks:delete",  # the shared confirm page (confirm.html)
     }
 )
 

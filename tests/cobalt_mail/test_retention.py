@@ -18,6 +18,7 @@ from post_office.models import STATUS as OUTBOX_STATUS
 from post_office.models import Email as OutboxEmail
 from post_office.models import Log as OutboxLog
 
+from api.models import WebhookDelivery, WebhookEndpoint
 from audiences.models import ImportJob
 from campaigns.models import Recipient
 from cobalt_mail.tasks import retention_run
@@ -31,7 +32,14 @@ pytestmark = pytest.mark.django_db
 
 OLD = timezone.now() - timedelta(days=400)  # past the default 365 days
 RECENT = timezone.now() - timedelta(days=30)
-COUNTS = {"mail_bodies": 1, "mail_logs": 1, "event_payloads": 1, "import_files": 1, "rejected_files": 1}
+COUNTS = {
+    "mail_bodies": 1,
+    "mail_logs": 1,
+    "webhook_logs": 1,
+    "event_payloads": 1,
+    "import_files": 1,
+    "rejected_files": 1,
+}
 
 
 def sent_with_outbox(campaign, when) -> Recipient:
@@ -78,6 +86,20 @@ def data(settings, tmp_path):
     old_job, recent_job = finished_import(OLD), finished_import(RECENT)
     # An old import still running reads its upload: it keeps it.
     running = ImportJobFactory(created_at=OLD, status=ImportJob.Status.RUNNING)
+    # Webhook deliveries: an old finished one goes; an old one still retrying and a recent one stay.
+    endpoint = WebhookEndpoint.objects.create(
+        organisation=campaign.organisation, url="https://members.example.org/hooks", secret="whsec_x", cursor="v1.0.9.0"
+    )
+    for number, (when, status) in enumerate([(OLD, "delivered"), (OLD, "retrying"), (RECENT, "delivered")]):
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            delivery_id=f"d{number}",
+            after_cursor="a",
+            last_cursor="b",
+            item_count=1,
+            status=status,
+            created_at=when,
+        )
     return {
         "campaign": campaign,
         "old": old,
@@ -132,6 +154,7 @@ def test_it_removes_old_bodies_logs_payloads_and_import_files_and_keeps_recent_o
     assert Path(data["running"].file.path).exists()
 
     assert "mail_bodies: 1 " in output and "rejected_files: 1 " in output
+    assert sorted(WebhookDelivery.objects.values_list("delivery_id", flat=True)) == ["d1", "d2"]
 
 
 def test_figures_recipients_statuses_and_events_are_untouched(data):

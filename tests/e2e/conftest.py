@@ -237,6 +237,8 @@ STAFF_PAGES: dict[str, Callable[[dict], list]] = {
     "organisations:children": lambda data: [],
     "organisations:audit": lambda data: [],
     "api_keys:list": lambda data: [],
+    "webhooks:list": lambda data: [],
+    "webhooks:detail": lambda data: [data["webhook"].pk],
     "organisations:all": lambda data: [],
 }
 
@@ -412,7 +414,46 @@ def site_data(staff_user) -> dict:
         "sent": sent,
         "other_sent": other_sent,
         "recipient": long_recipient,
+        "webhook": _webhook_with_log(),
     }
+
+
+def _webhook_with_log():
+    """A webhook endpoint with a long address and a delivery log with a long error."""
+    from api.models import WebhookDelivery
+    from api.webhooks import webhook_endpoint_create
+    from organisations.models import Organisation, sole_organisation_id
+
+    endpoint = webhook_endpoint_create(
+        organisation=Organisation.objects.get(pk=sole_organisation_id()),
+        url="https://1.1.1.1/riverside-rowing-club/membership/integrations/cobalt-mail/webhooks?token=abcdef0123456789",
+        event_types=["bounce", "complaint", "unsubscribe", "delivery", "campaign_finished"],
+        description="Membership site (nightly sync and bounce flags)",
+    )
+    for number, (status, code, error) in enumerate(
+        [
+            ("delivered", 200, ""),
+            (
+                "retrying",
+                302,
+                "Answered 302 Found to https://riverside-rowing-club.example.org/accounts/login/"
+                "?next=/membership/integrations/cobalt-mail/webhooks: register the final address instead.",
+            ),
+        ]
+    ):
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            delivery_id=f"wh_e2e{number}",
+            after_cursor="v1.0.0.0",
+            last_cursor="v1.0.0.0",
+            item_count=100,
+            event_types="bounce, complaint, unsubscribe, delivery",
+            status=status,
+            attempts=number + 1,
+            response_code=code,
+            error=error,
+        )
+    return endpoint
 
 
 @pytest.fixture

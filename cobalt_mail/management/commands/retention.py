@@ -10,6 +10,7 @@ from cobalt_mail.retention import KINDS, retention_apply
 DESCRIPTIONS = {
     "mail_bodies": ("post_office message bodies blanked", "RETENTION_MAIL_DAYS"),
     "mail_logs": ("post_office log rows deleted", "RETENTION_MAIL_DAYS"),
+    "webhook_logs": ("finished webhook deliveries deleted from the logs", "RETENTION_MAIL_DAYS"),
     "event_payloads": ("event payloads (raw SNS JSON) emptied", "RETENTION_EVENT_PAYLOAD_DAYS"),
     "import_files": ("uploaded import files deleted", "RETENTION_IMPORT_FILE_DAYS"),
     "rejected_files": ("rejected-rows files deleted", "RETENTION_IMPORT_FILE_DAYS"),
