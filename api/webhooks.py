@@ -39,7 +39,6 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -56,7 +55,7 @@ from post_office.models import Log as OutboxLog
 
 from api.feed import FEED_TYPES, FeedItem, feed_after, feed_start
 from api.models import WebhookDelivery, WebhookEndpoint
-from campaigns.composer.linkcheck import address_is_public
+from campaigns.composer.linkcheck import PinnedHTTPConnection, PinnedHTTPSConnection, address_is_public
 from campaigns.delivery.ses import ses_connection
 from organisations import audit
 from organisations.models import Organisation, Role
@@ -472,7 +471,7 @@ def webhook_post(url: str, body: bytes, *, delivery_id: str, secret: str) -> tup
         "Cobalt-Signature": webhook_signature(secret, timestamp, body),
         "Connection": "close",
     }
-    connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection_class = PinnedHTTPSConnection if target.scheme == "https" else PinnedHTTPConnection
     connection = connection_class(target.host, target.port, address=address, timeout=timeout)
     try:
         connection.request("POST", target.path, body=body, headers=headers)
@@ -498,36 +497,3 @@ def webhook_post(url: str, body: bytes, *, delivery_id: str, secret: str) -> tup
     if 300 <= status < 400:
         return status, f"Answered {status} {phrase} to {location[:150]}: register the final address instead."
     return status, f"Answered {status} {phrase}."
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Speaks to ``host`` (Host header) at the already checked ``address``."""
-
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """As above over TLS: the certificate is verified for ``host`` (SNI too), not for the address."""
-
-    def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=_tls_context())
-        self._address = address
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
-
-
-@lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    try:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with requests
-        return ssl.create_default_context()

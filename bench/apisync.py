@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -128,26 +126,7 @@ def _csv_import_baseline(total: int) -> dict:
 
 
 def _worker_run(database_url: str, total: int) -> dict:
-    env = {
-        **{key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DEBUG"}},
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "DEBUG": "0",  # DEBUG would keep every SQL query in memory
-        "COBALT_TESTING": "0",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "cobalt_mail.settings",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.apisync", "--worker", str(total)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"api sync worker failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return pg.django_worker("bench.apisync", database_url, str(total))
 
 
 def run() -> list[str]:

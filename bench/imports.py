@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,26 +43,7 @@ def csv_generate(path: Path, rows: int) -> None:
 
 
 def _worker_run(database_url: str, csv_path: Path) -> dict:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "DEBUG": "0",  # DEBUG would keep every SQL query in memory
-        "COBALT_TESTING": "0",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "cobalt_mail.settings",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.imports", "--worker", str(csv_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"import worker failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return pg.django_worker("bench.imports", database_url, str(csv_path))
 
 
 def _worker_main(csv_path: Path) -> None:

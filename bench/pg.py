@@ -6,8 +6,13 @@ benchmark creates its own database on it, and drops it afterwards.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -45,3 +50,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def django_worker(module: str, database_url: str, *arguments: str) -> dict:
+    """Run ``python -m module --worker ARGUMENTS`` against ``database_url`` in a fresh process (no
+    DEBUG, which keeps every query in memory; no Redis) and return the JSON of its last line."""
+    env = {
+        **{key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DEBUG"}},
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "DEBUG": "0",
+        "COBALT_TESTING": "0",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "cobalt_mail.settings",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--worker", *arguments],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{module} worker failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -382,8 +382,9 @@ def address_is_public(address: str) -> bool:
     )
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Speaks to ``host`` (Host header) at the already checked ``address``."""
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Speaks to ``host`` (Host header) at the already checked ``address`` (also used by the
+    webhooks, ``api.webhooks``, which follow the same rule)."""
 
     def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
@@ -393,7 +394,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
     """As above over TLS: the certificate is verified for ``host`` (SNI too), not for the address."""
 
     def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
@@ -421,7 +422,7 @@ def _request(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    connection_class = PinnedHTTPSConnection if scheme == "https" else PinnedHTTPConnection
     connection = connection_class(host, port, address=address, timeout=remaining)
     try:
         # Only the status line and headers are read: the body is never downloaded.
