@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from api.webhooks import webhook_endpoint_create
 from audiences.models import Contact, ImportJob, Segment, Suppression
 from campaigns.composer.rendering import recipient_context
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout, Recipient
@@ -85,7 +86,11 @@ def staff_pages(staff_user) -> dict[str, str]:
         occurred_at=timezone.now(),
         link="https://example.org/read",
     )
+    endpoint = webhook_endpoint_create(
+        organisation=sent.organisation, url="https://1.1.1.1/hooks/cobalt", event_types=["bounce"]
+    )
     with_arguments = {
+        "webhooks:detail": [endpoint.pk],
         "reports:campaign": [sent.pk],
         "reports:campaign_live": [sent.pk],
         "reports:recipients": [sent.pk],
