@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from audiences.addresses import email_check
 from audiences.imports.rows import ATTRIBUTE_MAX, NAME_MAX
-from audiences.imports.writer import _insert_new, _json, _select, email_hash
+from audiences.imports.writer import _insert_new, _json, _select, email_hash, erased_of, erased_restore
 from audiences.models import Contact, ContactList, ErasedAddress, Subscription, Suppression
 
 SYNC_MAX_CONTACTS = 10_000
@@ -374,13 +374,7 @@ def _contacts_insert(organisation_id: int, rows: list[SyncRow], *, source: str, 
     refusal back (its status here, its list opt-outs in ``_created``). Returns those erasures."""
     if not rows:
         return {}
-    hashes = {email_hash(row.email): row.email for row in rows}
-    erased = {
-        hashes[entry.email_sha256]: entry
-        for entry in ErasedAddress.objects.filter(
-            organisation_id=organisation_id, pk__in=_ids_erased(organisation_id, list(hashes))
-        )
-    }
+    erased = erased_of(organisation_id, [row.email for row in rows])
     stamp = connection.ops.adapt_datetimefield_value(now)
     columns = {
         "organisation_id": "bigint",
@@ -414,10 +408,6 @@ def _contacts_insert(organisation_id: int, rows: list[SyncRow], *, source: str, 
     return erased
 
 
-def _ids_erased(organisation_id: int, hashes: list[str]) -> list[int]:
-    return [pk for (pk,) in _select(ErasedAddress, ["id"], "email_sha256", hashes, organisation_id=organisation_id)]
-
-
 def _created(
     organisation_id: int, new: dict[int, SyncRow], erased: dict[str, ErasedAddress], report: SyncReport
 ) -> dict[int, _Stored]:
@@ -448,17 +438,7 @@ def _created(
             _apply(stored, row)
         created[index] = stored
     if erased:
-        Subscription.objects.bulk_create(
-            [
-                Subscription(
-                    contact_id=found[email].pk, contact_list_id=list_id, status=Subscription.Status.UNSUBSCRIBED
-                )
-                for email, entry in erased.items()
-                for list_id in entry.lists_left
-            ],
-            ignore_conflicts=True,
-        )
-        ErasedAddress.objects.filter(pk__in=[entry.pk for entry in erased.values()]).delete()
+        erased_restore(erased, {email: found[email].pk for email in erased})
     return created
 
 

@@ -118,24 +118,38 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()
 
 
+def erased_of(organisation_id: int, emails: list[str]) -> dict[str, ErasedAddress]:
+    """{address: its ErasedAddress} for the addresses erased from the organisation after they
+    refused mail (only their hashes are stored). The import and the API's sync both ask."""
+    hashes = {email_hash(email): email for email in emails}
+    ids = [
+        pk for (pk,) in _select(ErasedAddress, ["id"], "email_sha256", list(hashes), organisation_id=organisation_id)
+    ]
+    return {hashes[entry.email_sha256]: entry for entry in ErasedAddress.objects.filter(pk__in=ids)}
+
+
+def erased_restore(erased: dict[str, ErasedAddress], contact_ids: dict[str, int]) -> None:
+    """Give the new contacts of erased addresses their list opt-outs back; the contact carries the
+    refusal from now on, so the hash goes."""
+    Subscription.objects.bulk_create(
+        [
+            Subscription(
+                contact_id=contact_ids[email], contact_list_id=list_id, status=Subscription.Status.UNSUBSCRIBED
+            )
+            for email, entry in erased.items()
+            for list_id in entry.lists_left
+        ],
+        ignore_conflicts=True,
+    )
+    ErasedAddress.objects.filter(pk__in=[entry.pk for entry in erased.values()]).delete()
+
+
 def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now) -> None:
     """New contacts of the organisation (status active); its existing addresses are left to ``_changes``.
 
     An address erased from the organisation after it refused mail (``ErasedAddress``) comes back
     with that refusal: its status, and its opt-outs of lists, so the list below is not joined."""
-    hashes = {email_hash(row.email): row.email for row in rows}
-    erased = {
-        hashes[entry.email_sha256]: entry
-        for entry in ErasedAddress.objects.filter(
-            organisation_id=organisation_id,
-            pk__in=[
-                pk
-                for (pk,) in _select(
-                    ErasedAddress, ["id"], "email_sha256", list(hashes), organisation_id=organisation_id
-                )
-            ],
-        )
-    }
+    erased = erased_of(organisation_id, [row.email for row in rows])
     stamp = connection.ops.adapt_datetimefield_value(now)
     columns = {
         "organisation_id": "bigint",
@@ -166,17 +180,7 @@ def _contacts_insert(rows: list[Row], *, organisation_id: int, source: str, now)
     _insert_new(Contact, columns, values, conflict=("organisation_id", "email"))
     if erased:
         contact_ids = dict(_select(Contact, ["email", "id"], "email", list(erased), organisation_id=organisation_id))
-        Subscription.objects.bulk_create(
-            [
-                Subscription(
-                    contact_id=contact_ids[email], contact_list_id=list_id, status=Subscription.Status.UNSUBSCRIBED
-                )
-                for email, entry in erased.items()
-                for list_id in entry.lists_left
-            ],
-            ignore_conflicts=True,
-        )
-        ErasedAddress.objects.filter(pk__in=[entry.pk for entry in erased.values()]).delete()
+        erased_restore(erased, contact_ids)
 
 
 def _subscriptions_insert(contact_ids: list[int], *, list_id: int, now) -> None:
