@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -58,6 +60,9 @@ def test_the_report_page_updates_itself_as_events_arrive(
     screenshot(page, "report-live")
 
     page.click("text=Recipients")
+    # The filter is an htmx form: choose only once the page has loaded (htmx has bound it then).
+    page.wait_for_url(re.compile(r"/recipients/$"))
+    page.wait_for_load_state("load")
     page.select_option("select[name=outcome]", "bounced")
     expect(page.locator("#recipients tbody tr")).to_have_count(1)
     expect(page.locator("#recipients tbody")).to_contain_text("bounce@simulator.amazonses.com")
