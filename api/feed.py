@@ -185,6 +185,8 @@ def _event_data(event: Event) -> dict:
         "campaign_id": event.campaign_id,
         "campaign_name": str(event.campaign.name) if event.campaign else None,
         "ses_message_id": str(event.ses_message_id),
+        # A single message (POST /messages) is a campaign of one: its id is the message's id.
+        "message_id": event.campaign_id if event.campaign and event.campaign.kind == Campaign.Kind.MESSAGE else None,
     }
     if event.event_type == Event.Type.BOUNCE:
         data.update(
@@ -221,6 +223,9 @@ def _link_unsubscribes(organisation_id, position, horizon, limit) -> list:
                 "email": str(row.recipient.email),
                 "campaign_id": row.recipient.campaign_id,
                 "campaign_name": str(row.recipient.campaign.name),
+                "message_id": row.recipient.campaign_id
+                if row.recipient.campaign.kind == Campaign.Kind.MESSAGE
+                else None,
                 "source": "link",
             },
         )
@@ -231,7 +236,10 @@ def _link_unsubscribes(organisation_id, position, horizon, limit) -> list:
 def _finished_campaigns(organisation_id, position, horizon, limit) -> list:
     rows = (
         Campaign.objects.filter(
-            _after(position, _CAMPAIGNS, "finished_at"), organisation_id=organisation_id, finished_at__lte=horizon
+            _after(position, _CAMPAIGNS, "finished_at"),
+            organisation_id=organisation_id,
+            kind=Campaign.Kind.CAMPAIGN,  # a single message's end is its delivery event
+            finished_at__lte=horizon,
         )
         .only("pk", "name", "status", "started_at", "finished_at")
         .order_by("finished_at", "pk")[:limit]

@@ -121,3 +121,20 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_log_idx")]
+
+
+class IdempotentRequest(models.Model):
+    """A ``POST /messages`` answer kept under its ``Idempotency-Key`` for 24 hours: the same key
+    again gets this answer and sends nothing more. The row is written in the transaction that
+    creates the message, so a key is taken exactly when its message exists."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the parsed body, keys sorted
+    status = models.PositiveSmallIntegerField()
+    answer = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation", "key"], name="idempotency_org_key_unique")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]

@@ -18,6 +18,7 @@ from api.routers import campaigns as campaigns_router
 from api.routers import contacts as contacts_router
 from api.routers import events as events_router
 from api.routers import lists as lists_router
+from api.routers import messages as messages_router
 from api.routers import segments as segments_router
 from api.routers import suppressions as suppressions_router
 from organisations.models import Role
@@ -107,3 +108,4 @@ api.add_router("", campaigns_router.router)
 api.add_router("", suppressions_router.router)
 api.add_router("", events_router.router)
 api.add_router("", contacts_router.router)
+api.add_router("", messages_router.router)

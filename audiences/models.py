@@ -144,6 +144,49 @@ class ErasedAddress(models.Model):
         return f"erased {self.email_sha256[:12]}…"
 
 
+class SyncRun(models.Model):
+    """A replace sync spread over several API calls, named by the client (``audiences.sync``).
+
+    Each call of the run adds and updates like a merge and remembers which contacts it named for
+    the replaced lists (``SyncRunMember``); the final call removes the lists' other members and
+    deletes the run. A run not finished within ``SYNC_RUN_HOURS`` of its first call is abandoned:
+    nothing is removed, its members are deleted by the engine tick, and the row stays a few days
+    as a marker, so that a late call of it is refused rather than taken for a new run's first."""
+
+    organisation = organisation_field()
+    name = models.CharField(max_length=100)  # the client's run id
+    lists = models.JSONField(default=list)  # the replaced lists' names, as the first call gave them
+    created_at = models.DateTimeField(default=timezone.now)
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="syncrun_org_name_unique")]
+        indexes = [models.Index(fields=["created_at"], name="syncrun_created_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SyncRunMember(models.Model):
+    """A contact a call of the run named for one of the replaced lists (or whose row it rejected).
+
+    Ids without foreign keys: the rows live a day at most, one run may hold a million, and a
+    deleted contact's row is harmless (the final removal only looks at existing subscriptions);
+    no cascade from contacts or lists, and no index but the unique one, slows the bulk inserts."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="members", db_index=False)
+    contact_list_id = models.BigIntegerField()
+    contact_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "contact_list_id", "contact_id"], name="syncrunmember_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: contact {self.contact_id} in list {self.contact_list_id}"
+
+
 class Segment(models.Model):
     """Saved rules (see ``audiences.segments``); ``rules`` is a list of {field, operator, value}."""
 

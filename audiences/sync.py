@@ -14,6 +14,10 @@ is suppressed; the same call twice changes nothing the second time. ``mode="repl
 named lists hold exactly the payload's members of them: the others *leave* the list (their
 subscription row is deleted), which is not an unsubscribe: they did not refuse mail, and a later
 sync may add them back. Opt-outs (unsubscribed rows) are never deleted.
+
+A replace larger than one call is a *run* (``run``, ``final``): every call of it adds and updates
+like a merge and remembers the contacts it named for the replaced lists (``SyncRunMember``); the
+final call removes the lists' members that no call named, and ends the run (``SyncRun``).
 """
 
 from __future__ import annotations
@@ -21,18 +25,27 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import CharField, Q, QuerySet, Value
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from audiences.addresses import email_check
 from audiences.imports.rows import ATTRIBUTE_MAX, NAME_MAX
 from audiences.imports.writer import _insert_new, _json, _select, email_hash, erased_of, erased_restore
-from audiences.models import Contact, ContactList, ErasedAddress, Subscription, Suppression
+from audiences.models import (
+    Contact,
+    ContactList,
+    ErasedAddress,
+    Subscription,
+    Suppression,
+    SyncRun,
+    SyncRunMember,
+)
 
 SYNC_MAX_CONTACTS = 10_000
 EXTERNAL_ID_MAX = Contact._meta.get_field("external_id").max_length
@@ -42,10 +55,23 @@ FIELDS = {"external_id", "email", "first_name", "last_name", "attributes", "list
 MODES = ("merge", "replace")
 CHUNK = 5_000  # ids per IN (…) list: SQLite allows 32,766 parameters
 CONTACT_COLUMNS = ["id", "external_id", "email", "first_name", "last_name", "attributes", "status"]
+RUN_NAME_MAX = SyncRun._meta.get_field("name").max_length
+SYNC_RUN_HOURS = 24  # a run not finished within this time of its first call is abandoned
+SYNC_RUN_MARKER_DAYS = 7  # an abandoned run's row refuses its late calls this long
 
 
 class SyncError(ValueError):
     """A whole request the sync refuses (nothing written); the message is shown as is."""
+
+
+class SyncRunConflict(SyncError):
+    """A call that does not fit its run's state (unknown, abandoned, other lists): nothing written."""
+
+
+class SyncRunAbandoned(SyncRunConflict):
+    def __init__(self, message: str, run_id: int) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 @dataclass
@@ -224,13 +250,21 @@ class _Stored:
 
 
 def contacts_sync(
-    *, organisation_id: int, contacts: list, mode: str = "merge", list_names: list[str] = (), source: str = "api"
+    *,
+    organisation_id: int,
+    contacts: list,
+    mode: str = "merge",
+    list_names: list[str] = (),
+    source: str = "api",
+    run: str | None = None,
+    final: bool | None = None,
 ) -> SyncReport:
     """Create or update the organisation's contacts by external id, and their list memberships.
 
     ``list_names`` are the lists ``mode="replace"`` applies to. Lists named that do not exist are
-    created in the organisation. Raises SyncError (nothing written) for a request that cannot
-    work as a whole; single bad rows are rejected in the report.
+    created in the organisation. With ``run`` (replace only) the removal waits for the run's call
+    with ``final=True``. Raises SyncError (nothing written) for a request that cannot work as a
+    whole, SyncRunConflict when it does not fit its run; single bad rows are rejected in the report.
     """
     if mode not in MODES:
         raise SyncError(f"mode must be one of {', '.join(MODES)}")
@@ -242,27 +276,157 @@ def contacts_sync(
         raise SyncError(str(error)) from None
     if mode == "replace" and not replaced:
         raise SyncError('mode “replace” needs the lists it applies to in “lists”, e.g. ["Members"]')
+    run = _run_check(run, final, mode)
     report = SyncReport()
     rows = rows_check(contacts, report)
     now = timezone.now()
-    with transaction.atomic():
-        lists = _lists_ensure(organisation_id, replaced + [n for row in rows for n in (row.lists or ())], report)
-        matched, new = _match(organisation_id, rows, report)
-        rows = [row for row in rows if row.index in matched or row.index in new]
-        erased = _contacts_insert(organisation_id, [new[index] for index in sorted(new)], source=source, now=now)
-        matched.update(_created(organisation_id, new, erased, report))
-        _memberships_write(organisation_id, rows, matched, lists, replaced, report, now)
-        _contacts_update([matched[row.index] for row in rows], now)
-        for row in rows:
-            stored = matched[row.index]
-            if stored.created:
-                continue
-            if stored.changed or stored.lists_changed:
-                report.updated += 1
-            else:
-                report.unchanged += 1
+    try:
+        with transaction.atomic():
+            sync_run = None if run is None else _run_join(organisation_id, run, replaced, final=bool(final), now=now)
+            lists = _lists_ensure(organisation_id, replaced + [n for row in rows for n in (row.lists or ())], report)
+            matched, new = _match(organisation_id, rows, report)
+            rows = [row for row in rows if row.index in matched or row.index in new]
+            erased = _contacts_insert(organisation_id, [new[index] for index in sorted(new)], source=source, now=now)
+            matched.update(_created(organisation_id, new, erased, report))
+            _memberships_write(organisation_id, rows, matched, lists, replaced, report, now, run=sync_run, final=final)
+            _contacts_update([matched[row.index] for row in rows], now)
+            for row in rows:
+                stored = matched[row.index]
+                if stored.created:
+                    continue
+                if stored.changed or stored.lists_changed:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+    except SyncRunAbandoned as abandoned:
+        # After the rollback: the client may start the run again, under the same id.
+        SyncRun.objects.filter(pk=abandoned.run_id).delete()
+        raise
     report.rejected.sort(key=lambda rejection: rejection.index)
     return report
+
+
+# --- runs: a replace spread over several calls --------------------------------------------------
+
+
+def _run_check(run: Any, final: bool | None, mode: str) -> str | None:
+    """The run id, trimmed, or None; SyncError when ``run`` and ``final`` do not fit together."""
+    if run is None:
+        if final is False:
+            raise SyncError("“final” belongs to a run: send “run” with it, or leave both out")
+        return None
+    if not isinstance(run, str) or not 1 <= len(run.strip()) <= RUN_NAME_MAX or not run.strip().isprintable():
+        raise SyncError(f"“run” must be a text of 1 to {RUN_NAME_MAX} printable characters")
+    if mode != "replace":
+        raise SyncError("“run” spreads a replace over several calls: send it with mode “replace”")
+    if final is None:
+        raise SyncError(
+            "with “run”, say in “final” whether this is the run's last call (true) or not (false): "
+            "the last call removes the members no call of the run named"
+        )
+    return run.strip()
+
+
+def _run_join(organisation_id: int, name: str, replaced: list[str], *, final: bool, now: datetime) -> SyncRun:
+    """The organisation's run of this call, locked until the call commits (a run's calls are
+    applied one at a time); the first call of a run creates it."""
+
+    def locked() -> SyncRun | None:
+        return SyncRun.objects.select_for_update().filter(organisation_id=organisation_id, name=name).first()
+
+    found = locked()
+    if found is None and not final:
+        SyncRun.objects.get_or_create(
+            organisation_id=organisation_id, name=name, defaults={"lists": replaced, "created_at": now}
+        )
+        found = locked()
+    if found is None:
+        raise SyncRunConflict(
+            f"there is no open run “{name}” (it was never started, or it has finished), so nothing was "
+            "removed. Start the run again from its first call (“final”: false on every call but the last)"
+        )
+    if found.abandoned_at is not None or found.created_at <= now - timedelta(hours=SYNC_RUN_HOURS):
+        raise SyncRunAbandoned(
+            f"the run “{name}” was abandoned: it was not finished within {SYNC_RUN_HOURS} hours of its "
+            "first call, and nothing was removed. Start the run again from its first call",
+            found.pk,
+        )
+    if sorted(name.lower() for name in found.lists) != sorted(name.lower() for name in replaced):
+        raise SyncRunConflict(
+            f"the run “{name}” replaces the lists {_quoted(found.lists)}, and this call names "
+            f"{_quoted(replaced)}: name the same lists in “lists” in every call of a run"
+        )
+    return found
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f"“{name}”" for name in names)
+
+
+def _run_remember(run: SyncRun, pairs: set[tuple[int, int]]) -> None:
+    """Add (contact id, list id) pairs to the run's members, one INSERT whatever their number."""
+    columns = {"run_id": "bigint", "contact_list_id": "bigint", "contact_id": "bigint"}
+    _insert(
+        SyncRunMember,
+        columns,
+        [(run.pk, list_id, contact_id) for contact_id, list_id in sorted(pairs)],
+        conflict=("run_id", "contact_list_id", "contact_id"),
+    )
+
+
+def _run_finish(
+    run: SyncRun, organisation_id: int, list_ids: list[int], contacts: dict[int, _Stored], report: SyncReport, now
+) -> None:
+    """The final call: the replaced lists' subscribed members that no call of the run named leave
+    them, in set-wise statements whatever their number (a run may name a million), and the run ends.
+
+    1. This call's contacts among the leavers count as updated (as in a one-call replace).
+    2. The leavers' updated_at moves: the change feed (updated_since) shows them again.
+    3. Their subscribed rows are deleted (opt-outs are unsubscribed rows: never touched).
+    4. The run and its members are deleted.
+    """
+    if connection.vendor == "postgresql":
+        # The run's members were written minutes ago: without fresh statistics PostgreSQL takes
+        # the table for empty and reads all of the run's members again for every subscription.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(SyncRunMember._meta.db_table)}")
+    named = SyncRunMember.objects.filter(
+        run_id=run.pk, contact_list_id=OuterRef("contact_list_id"), contact_id=OuterRef("contact_id")
+    )
+    leaving = Subscription.objects.filter(contact_list_id__in=list_ids, status=Subscription.Status.SUBSCRIBED).filter(
+        ~Exists(named)
+    )
+    own = sorted(contacts)
+    for start in range(0, len(own), CHUNK):
+        for contact_id in leaving.filter(contact_id__in=own[start : start + CHUNK]).values_list(
+            "contact_id", flat=True
+        ):
+            contacts[contact_id].lists_changed = True
+    Contact.objects.filter(organisation_id=organisation_id).filter(
+        Exists(leaving.filter(contact_id=OuterRef("pk")))
+    ).update(updated_at=now)
+    report.removed_from_lists, _ = leaving.delete()
+    run.delete()
+
+
+def sync_runs_discard_abandoned() -> int:
+    """Runs not finished within ``SYNC_RUN_HOURS`` of their first call are abandoned: nothing is
+    removed from their lists and their members are deleted. The run's row stays
+    ``SYNC_RUN_MARKER_DAYS`` so that a late call of it is refused, not taken for a new run's first
+    call (which would let the final call remove the members of the calls before). Called by the
+    engine tick; a run whose call is being applied is skipped (its lock) until the next tick."""
+    now = timezone.now()
+    with transaction.atomic():
+        expired = list(
+            SyncRun.objects.select_for_update(skip_locked=True)
+            .filter(abandoned_at=None, created_at__lte=now - timedelta(hours=SYNC_RUN_HOURS))
+            .values_list("pk", flat=True)
+        )
+        if expired:
+            SyncRunMember.objects.filter(run_id__in=expired).delete()
+            SyncRun.objects.filter(pk__in=expired).update(abandoned_at=now)
+    SyncRun.objects.filter(abandoned_at__lte=now - timedelta(days=SYNC_RUN_MARKER_DAYS)).delete()
+    return len(expired)
 
 
 def _lists_ensure(organisation_id: int, names: list[str], report: SyncReport) -> dict[str, int]:
@@ -450,9 +614,13 @@ def _memberships_write(
     replaced: list[str],
     report: SyncReport,
     now,
+    *,
+    run: SyncRun | None = None,
+    final: bool | None = None,
 ) -> None:
     """Subscribe contacts to the lists their rows name (unless they refused mail), and in replace
-    mode delete the subscribed rows of the replaced lists that the payload does not name."""
+    mode delete the subscribed rows of the replaced lists that the payload does not name; in a
+    run, remember the ones it names and leave the removal to the final call."""
     wanted = {(contacts[row.index].pk, lists[name.lower()]) for row in rows for name in (row.lists or ())}
     replaced_ids = [lists[name.lower()] for name in replaced]
     # A contact created by this call has no subscriptions, unless an erasure's opt-outs came back.
@@ -489,6 +657,12 @@ def _memberships_write(
             organisation_id=organisation_id,
         )
     }
+    if run is not None:
+        named = {(contact_id, list_id) for contact_id, list_id in wanted if list_id in replaced_ids}
+        _run_remember(run, named | {(pk, list_id) for pk in protected for list_id in replaced_ids})
+        if final:
+            _run_finish(run, organisation_id, replaced_ids, by_pk, report, now)
+        return
     leaving = [
         (pk, contact_id)
         for pk, contact_id, list_id in _select(
@@ -578,8 +752,9 @@ def contact_erase(*, contact: Contact) -> Erasure:
        a later sync of the address into the organisation creates the contact with them again.
     2. The organisation's campaign recipients of the contact or its address keep their rows,
        statuses and counters, with the address replaced by ``erased-<id>@erased.invalid``; their
-       stored messages (post_office) are deleted, and their events lose the address, the raw
-       SES payload, the diagnostic, the IP address and the user agent.
+       stored messages (post_office) and single messages' merge fields are deleted, and their
+       events lose the address, the raw SES payload, the diagnostic, the IP address and the user
+       agent.
     3. The contact is deleted (its subscriptions with it).
 
     The installation-wide suppression list keeps a suppressed address as it is: it protects the
@@ -605,7 +780,9 @@ def contact_erase(*, contact: Contact) -> Erasure:
         events = _events_erase(recipients, organisation_id=organisation_id, email=email)
         messages = list(recipients.exclude(outbox_email=None).values_list("outbox_email_id", flat=True))
         rewritten = recipients.update(
-            email=Concat(Value("erased-"), Cast("id", CharField()), Value("@erased.invalid")), outbox_email=None
+            email=Concat(Value("erased-"), Cast("id", CharField()), Value("@erased.invalid")),
+            outbox_email=None,
+            merge_data=None,  # a single message's own merge fields (API)
         )
         outbox = recipients.model._meta.get_field("outbox_email").related_model
         for start in range(0, len(messages), CHUNK):

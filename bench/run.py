@@ -402,6 +402,9 @@ def other_benchmarks() -> list[str]:
         "bench.simulator",
         "bench.orgscale",
         "bench.apisync",
+        "bench.apimessage",  # its own process, database and Redis; skipped without Redis
+        "bench.fairshare",  # its own process, database and Redis; skipped without Redis
+        "bench.usage",  # its own process and database: 10,000,000 recipients, about 3 minutes of seeding
     ):
         try:
             module = importlib.import_module(name)
@@ -453,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile one in-process dispatcher")
     parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
     parser.add_argument(
-        "--no-others", action="store_true", help="skip bench.webhook, imports, reports, simulator, orgscale, apisync"
+        "--no-others",
+        action="store_true",
+        help="skip bench.webhook, imports, reports, simulator, orgscale, apisync, apimessage, fairshare, usage",
     )
     args = parser.parse_args(argv)
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+from django.utils.html import format_html
 
 from audiences.models import normalise_email
 from campaigns.composer.images import IMAGE_MAX_WIDTH
@@ -24,15 +25,92 @@ from campaigns.composer.rendering import (
 from campaigns.models import BODY_MODES, Campaign, Layout
 from campaigns.selectors import layouts_of, lists_of, segments_of
 from organisations.models import Organisation
+from organisations.senders import sender_allowed, sender_refusal, shared_addresses, verified_senders
 
 
-def sender_choices() -> list[tuple[str, str]]:
-    return [(address, address) for address in settings.SENDER_ADDRESSES]
+def sender_choices(organisation: Organisation | None = None) -> list[tuple[str, str]]:
+    """The addresses a campaign may be sent from: the organisation's verified addresses, an address
+    at each of its verified domains ("@domain": staff type the part before the @), and the
+    installation's shared addresses, which every organisation may always use."""
+    shared = [(address, address) for address in shared_addresses()]
+    if organisation is None:
+        return shared
+    domains, addresses = verified_senders(organisation)
+    own = [(address, address) for address in addresses]
+    own += [(f"@{domain}", f"…@{domain} (type the part before @)") for domain in domains]
+    return own + ([(address, f"{address} (shared)") for address, _ in shared] if own else shared)
+
+
+class SenderAddressWidget(forms.MultiWidget):
+    """The part before the @ (used with a verified domain) beside the list of senders.
+
+    A plain ``from_address=<address>`` in the data is read as the whole address (scripts and older
+    forms post one field)."""
+
+    def __init__(self, choices=(), domains: bool = False) -> None:
+        local = (
+            forms.TextInput(attrs={"class": "input", "placeholder": "news", "aria-label": "Part before @"})
+            if domains
+            else forms.HiddenInput()
+        )
+        super().__init__([local, forms.Select(choices=choices)])
+
+    def decompress(self, value):
+        if not value:
+            return ["", None]
+        offered = {choice for choice, _ in self.widgets[1].choices}
+        local, _, domain = value.rpartition("@")
+        if value not in offered and f"@{domain}" in offered:
+            return [local, f"@{domain}"]
+        return ["", value]
+
+    def id_for_label(self, id_):
+        # The label names the list when the part before @ is hidden (no verified domain).
+        if id_ and isinstance(self.widgets[0], forms.HiddenInput):
+            return f"{id_}_1"
+        return super().id_for_label(id_)
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:
+            return ["", data.get(name)]
+        return super().value_from_datadict(data, files, name)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        context = self.get_context(name, value, attrs)["widget"]["subwidgets"]
+        local = self.widgets[0].render(context[0]["name"], context[0]["value"], context[0]["attrs"])
+        chosen = self.widgets[1].render(context[1]["name"], context[1]["value"], context[1]["attrs"])
+        if isinstance(self.widgets[0], forms.HiddenInput):
+            return format_html('{}<div class="select is-fullwidth">{}</div>', local, chosen)
+        return format_html(
+            '<div class="field has-addons mb-0"><div class="control is-expanded">{}</div>'
+            '<div class="control"><div class="select">{}</div></div></div>',
+            local,
+            chosen,
+        )
+
+
+class SenderAddressField(forms.MultiValueField):
+    def __init__(self, *, choices, domains: bool, **kwargs) -> None:
+        fields = (forms.CharField(required=False, max_length=64), forms.CharField(max_length=254))
+        super().__init__(fields, require_all_fields=False, widget=SenderAddressWidget(choices, domains), **kwargs)
+
+    def compress(self, data_list) -> str:
+        local, chosen = [*data_list, "", ""][:2]
+        local, chosen = (local or "").strip(), (chosen or "").strip()
+        if chosen.startswith("@"):
+            if not local:
+                raise ValidationError(f"Type the part of the address before @{chosen[1:]}, e.g. news.")
+            chosen = f"{local.rstrip('@')}{chosen}"
+        try:
+            validate_email(chosen)
+        except ValidationError:
+            raise ValidationError(f"“{chosen}” is not an email address.") from None
+        return chosen
 
 
 class CampaignForm(forms.ModelForm):
     from_name = forms.CharField(label="Sender name", max_length=100, required=False)
-    from_address = forms.ChoiceField(label="Sender address", choices=sender_choices)
+    from_address = forms.CharField(label="Sender address")  # replaced per organisation in __init__
     # The image button's limits, shown in the editor's image dialog. Images are inserted at most as
     # wide as the default layout's content column (600 px card, 24 px padding either side).
     image_max_width = IMAGE_MAX_WIDTH
@@ -109,12 +187,42 @@ class CampaignForm(forms.ModelForm):
         for field in self.fields.values():
             if isinstance(field.widget, (forms.TextInput, forms.EmailInput)):
                 field.widget.attrs.setdefault("class", "input")
+        self._sender_fields(organisation)
+
+    def _sender_fields(self, organisation: Organisation) -> None:
+        """The sender address offered per organisation; a new campaign starts with the organisation's
+        default sender name and reply-to (its page) and its first own verified address, else a shared one."""
+        choices = sender_choices(organisation)
+        current = ""
         if self.instance.pk and self.instance.from_email:
             name, _, address = self.instance.from_email.rpartition("<")
+            current = address.rstrip(">").strip() if address else self.instance.from_email.strip()
             self.initial.setdefault("from_name", name.strip().strip('"'))
-            self.initial.setdefault("from_address", address.rstrip(">") if address else self.instance.from_email)
-        elif settings.SENDER_ADDRESSES:
-            self.initial.setdefault("from_address", settings.SENDER_ADDRESSES[0])
+            if not sender_allowed(organisation, current):
+                choices.append((current, f"{current} (not a verified sender: choose another)"))
+        else:
+            self.initial.setdefault("from_name", organisation.sender_name)
+            self.initial.setdefault("reply_to", organisation.reply_to)
+        first = next((value for value, _ in choices if not value.startswith("@")), "")
+        self.initial.setdefault("from_address", current or first)
+        domains = any(value.startswith("@") for value, _ in choices)
+        self.fields["from_address"] = SenderAddressField(
+            label="Sender address",
+            choices=choices,
+            domains=domains,
+            help_text=(
+                "Your verified senders (Organisation → Senders) and the shared addresses."
+                if len(choices) > len(shared_addresses())
+                else "A shared address of this installation; add your own domain under Organisation → Senders."
+            ),
+        )
+
+    def clean_from_address(self) -> str:
+        address = self.cleaned_data.get("from_address", "")
+        refusal = sender_refusal(self.organisation, address)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return address
 
     def _clean_template(self, field: str, label: str) -> str:
         value = self.cleaned_data.get(field, "")

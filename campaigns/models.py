@@ -25,7 +25,16 @@ class Campaign(models.Model):
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        # One message to one address from a saved template (POST /api/v1/messages): a campaign of
+        # one recipient, so that it takes the engine's path (claims, limiter, suppression, tracking),
+        # ahead of bulk work (the express lane in campaigns/delivery/engine.py). Never listed with
+        # the campaigns.
+        MESSAGE = "message", "Single message"
+
     organisation = organisation_field()
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CAMPAIGN, db_default=Kind.CAMPAIGN)
     name = models.CharField(max_length=200)
     subject = models.CharField(max_length=255)
     preheader = models.CharField(max_length=255, blank=True)
@@ -49,6 +58,11 @@ class Campaign(models.Model):
     left_out = models.JSONField(default=dict, blank=True)
     # Dispatchers touch this every batch; a stale value tells the engine tick to start new ones.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When a dispatcher last held unsent messages: the campaign wants its share of the rate
+    # (campaigns/delivery/shares.py).
+    demand_at = models.DateTimeField(null=True, blank=True)
+    # Paused until then by the organisation's quota: the engine tick resumes it (campaigns/quotas.py).
+    resume_at = models.DateTimeField(null=True, blank=True)
     # The post_office template the messages are rendered from (subject/html/text).
     email_template = models.ForeignKey(
         "post_office.EmailTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -69,7 +83,7 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["organisation", "-created_at", "-id"], name="campaign_org_created_idx"),
+            models.Index(fields=["organisation", "kind", "-created_at", "-id"], name="campaign_org_kind_created_idx"),
             models.Index(fields=["organisation", "status"], name="campaign_org_status_idx"),
         ]
 
@@ -124,6 +138,9 @@ class Recipient(models.Model):
     outbox_email = models.ForeignKey(
         "post_office.Email", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A single message's own merge fields ({"first_name", "last_name", "attributes"}), given by the
+    # API call; None for campaign recipients, whose fields come from their contact.
+    merge_data = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -136,6 +153,14 @@ class Recipient(models.Model):
             models.Index(fields=["claimed_at"], condition=models.Q(status="sending"), name="recipient_inflight_idx"),
             # A dispatcher's heartbeat renews its claims by token: again only the in-flight rows.
             models.Index(fields=["claim_token"], condition=models.Q(status="sending"), name="recipient_claim_idx"),
+            # The single messages page's search by address: only messages' recipients (merge_data is
+            # set for them alone), so campaigns' snapshots write nothing more.
+            models.Index(
+                fields=["email"],
+                condition=models.Q(merge_data__isnull=False),
+                name="recipient_message_email_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:
@@ -272,3 +297,61 @@ class LinkCheckResult(models.Model):
     @property
     def redirected(self) -> bool:
         return bool(self.final_url) and self.final_url != self.url
+
+
+class SesTenant(models.Model):
+    """The organisation's SES tenant (README "SES tenants", ``SES_TENANTS=1``).
+
+    Made by ``ses_setup`` (or a task when an organisation is created) with its resources associated
+    (``campaigns.delivery.tenants``); every send of the organisation's messages names it, so that
+    SES can pause one organisation instead of the whole account. The status is SES's answer to
+    ``GetReputationEntity`` at ``checked_at`` (empty until the first check).
+    """
+
+    class SendingStatus(models.TextChoices):
+        ENABLED = "ENABLED", "Sending"
+        REINSTATED = "REINSTATED", "Sending (reinstated after a review)"
+        DISABLED = "DISABLED", "Paused by SES"
+
+    class Impact(models.TextChoices):
+        NONE = "NONE", "None"
+        LOW = "LOW", "Low"
+        HIGH = "HIGH", "High"
+
+    organisation = models.OneToOneField(
+        "organisations.Organisation", on_delete=models.CASCADE, related_name="ses_tenant"
+    )
+    # SES allows 64 letters, digits, hyphens and underscores; fixed once made (SES cannot rename).
+    tenant_name = models.CharField(max_length=64, unique=True)
+    tenant_arn = models.CharField(max_length=300, blank=True)  # what GetReputationEntity is asked about
+    # ARNs associated with the tenant so far (configuration set, identities): only new ones are added.
+    resources = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sending_status = models.CharField(max_length=12, choices=SendingStatus.choices, blank=True)
+    reputation_impact = models.CharField(max_length=8, choices=Impact.choices, default=Impact.NONE)
+    status_reason = models.TextField(blank=True)  # SES's cause for the status, as it gave it
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.tenant_name
+
+    @property
+    def paused(self) -> bool:
+        return self.sending_status == self.SendingStatus.DISABLED
+
+    @property
+    def notice(self) -> str:
+        """The tenant's state in plain words, for the health panel and the organisation's page."""
+        if not self.checked_at:
+            return "SES has not been asked about this organisation's tenant yet (it is checked every few minutes)."
+        if self.paused:
+            reason = self.status_reason or "SES gave no reason"
+            return (
+                f"SES has paused sending for this organisation: {reason}. Its sending campaigns are paused;"
+                " resume them once AWS has reinstated the tenant (SES console, Tenants)."
+            )
+        impact = {
+            self.Impact.HIGH: " SES has found a high-impact reputation problem: read its findings in the SES console.",
+            self.Impact.LOW: " SES has found a low-impact reputation problem: keep an eye on bounces and complaints.",
+        }.get(self.reputation_impact, "")
+        return f"SES lets this organisation send ({self.get_sending_status_display().lower()}).{impact}"

@@ -14,13 +14,19 @@ from organisations.models import Organisation
 
 
 def campaigns_of(organisation: Organisation) -> QuerySet[Campaign]:
-    """The campaign list: newest first (campaign_org_created_idx), with the counters' recipient total
-    (not COUNT(*) over every campaign's recipients: a million each, at scale)."""
+    """The campaign list: newest first (campaign_org_kind_created_idx), with the counters' recipient
+    total (not COUNT(*) over every campaign's recipients: a million each, at scale). Single messages
+    sent through the API are campaigns of one recipient, never listed here (``messages_of``)."""
     return (
-        Campaign.objects.filter(organisation=organisation)
+        Campaign.objects.filter(organisation=organisation, kind=Campaign.Kind.CAMPAIGN)
         .select_related("stats")
         .annotate(recipient_count=F("stats__recipients"))
     )
+
+
+def messages_of(organisation: Organisation) -> QuerySet[Campaign]:
+    """Single messages sent through the API, newest first."""
+    return Campaign.objects.filter(organisation=organisation, kind=Campaign.Kind.MESSAGE)
 
 
 def campaign_of(organisation: Organisation, campaign_id: int) -> Campaign | None:

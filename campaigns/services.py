@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from audiences.models import Contact, Suppression
 from campaigns.composer.attachments import attachments_copy
 from campaigns.composer.rendering import TemplateProblem, compile_campaign
-from campaigns.models import Campaign, Recipient, content_of
+from campaigns.models import Campaign, CampaignTemplate, Recipient, content_of
+from campaigns.quotas import QuotaRoom, quota_never_fits, quota_refusal, quota_room
 from campaigns.selectors import audience_foreign_parts
 from campaigns.snapshot import audience_count
-from stats.counters import outcomes_add, reputation_guard_rebase
+from organisations.models import Organisation
+from organisations.reputation import hold_refusal, organisation_hold, organisations_to_judge, reputations_of
+from organisations.senders import sender_refusal
+from stats.counters import outcomes_add, reputation_guard_rebase, snapshot_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +81,16 @@ def _verb(status: Status) -> str:
     }[status]
 
 
-def _check_ready(campaign: Campaign) -> None:
+def organisation_hold_check(*, organisation_id: int) -> None:
+    """Refuse any start of sending (send now, schedule, resume, single messages, test sends) while the
+    organisation's sending is on hold for its reputation (``organisations.reputation``)."""
+    refusal = hold_refusal(organisation_id)
+    if refusal:
+        raise CampaignError(refusal)
+
+
+def _check_ready(campaign: Campaign) -> int:
+    """Refuse a campaign that cannot be sent as it is; returns how many it would reach now."""
     if not (campaign.include_lists.exists() or campaign.include_segments.exists()):
         raise CampaignError("Choose at least one list or segment to send to before sending.")
     foreign = audience_foreign_parts(campaign)
@@ -89,16 +104,26 @@ def _check_ready(campaign: Campaign) -> None:
         raise CampaignError(
             "An attachment's file cannot be read: remove it on the Attachments page and upload it again."
         ) from None
-    if audience_count(campaign) == 0:
+    # The sender may have been removed, or never verified, since the campaign was saved.
+    refusal = sender_refusal(campaign.organisation_id, parseaddr(campaign.from_email)[1] or campaign.from_email)
+    if refusal:
+        raise CampaignError(f"Choose another sender address on the campaign's page: {refusal}")
+    count = audience_count(campaign)
+    if count == 0:
         raise CampaignError("The audience is empty: nobody on the chosen lists can receive this campaign.")
+    return count
 
 
 def campaign_send_now(*, campaign_id: int) -> Campaign:
     """Start sending at once: freeze the audience and start dispatchers in a worker."""
     with transaction.atomic():
         campaign = Campaign.objects.get(pk=campaign_id)
+        organisation_hold_check(organisation_id=campaign.organisation_id)
         if campaign.status in {Status.DRAFT, Status.SCHEDULED}:
-            _check_ready(campaign)
+            count = _check_ready(campaign)
+            refusal = quota_refusal(campaign.organisation_id, count)
+            if refusal:
+                raise CampaignError(f"Not sent: {refusal}")
         campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.DRAFT, Status.SCHEDULED})
         Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
         transaction.on_commit(lambda: async_task("campaigns.tasks.campaign_start", campaign_id))
@@ -113,7 +138,10 @@ def campaign_schedule(*, campaign_id: int, when: datetime) -> Campaign:
         raise CampaignError("Choose a time at least a minute in the future, or send now.")
     with transaction.atomic():
         campaign = Campaign.objects.get(pk=campaign_id)
-        _check_ready(campaign)
+        organisation_hold_check(organisation_id=campaign.organisation_id)
+        refusal = quota_never_fits(campaign.organisation_id, _check_ready(campaign))
+        if refusal:
+            raise CampaignError(f"Not scheduled: {refusal}")
         campaign = _transition(campaign_id, Status.SCHEDULED, allowed_from={Status.DRAFT, Status.SCHEDULED})
         campaign.scheduled_at = when
         campaign.save(update_fields=["scheduled_at"])
@@ -145,6 +173,11 @@ def campaign_start_due(*, campaign_id: int) -> Campaign | None:
             return None
         if campaign.scheduled_at > timezone.now():
             return None
+        held = hold_refusal(campaign.organisation_id)
+        if held:  # not started days late when the hold is lifted: staff schedule it again
+            _transition(campaign_id, Status.DRAFT, reason=f"Not sent at its time. {held} Then schedule it again.")
+            Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
+            return None
         campaign = _transition(campaign_id, Status.SENDING)
         Schedule.objects.filter(name=_schedule_name(campaign_id)).delete()
         transaction.on_commit(lambda: async_task("campaigns.tasks.campaign_start", campaign_id))
@@ -158,7 +191,15 @@ def campaign_pause(*, campaign_id: int, reason: str = "Paused by staff.") -> Cam
 
 def campaign_resume(*, campaign_id: int) -> Campaign:
     with transaction.atomic():
+        organisation_id = Campaign.objects.values_list("organisation_id", flat=True).get(pk=campaign_id)
+        organisation_hold_check(organisation_id=organisation_id)
+        room = quota_room(organisation_id)
+        if room is not None and room.left <= 0:
+            raise CampaignError(
+                f"Not resumed: the quota is still used up (no messages left {room.period}; {room.renews})."
+            )
         campaign = _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED}, verb="resumed")
+        Campaign.objects.filter(pk=campaign_id).update(resume_at=None)
         # A person reviewed the figures: the reputation guard judges only what happens from now on.
         reputation_guard_rebase(campaign_id=campaign_id)
         transaction.on_commit(lambda: dispatchers_start(campaign_id=campaign_id))
@@ -246,3 +287,178 @@ def dispatchers_start(*, campaign_id: int, count: int | None = None) -> None:
 
 def _schedule_name(campaign_id: int) -> str:
     return f"campaign-start-{campaign_id}"
+
+
+# --- single messages ----------------------------------------------------------------------------
+
+
+class MessageRefused(CampaignError):
+    """A single message that must not go out (suppressed or opted-out address); nothing was written.
+
+    ``field`` names the request field at fault.
+    """
+
+    def __init__(self, message: str, *, field: str = "to") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def message_send(
+    *,
+    template: CampaignTemplate,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
+    attributes: dict | None = None,
+    from_email: str,
+    reply_to: str = "",
+) -> Campaign:
+    """One message to one address from a saved template: a campaign of one recipient, sending at once.
+
+    ``email`` is already checked and normalised (``audiences.addresses.email_check``). It takes the
+    campaigns' path: the suppression list and the organisation's opt-outs are checked here and again
+    by the engine at dispatch; the express lane (``campaigns/delivery/engine.py``) sends it ahead
+    of bulk work, and its events are matched and counted like a campaign's.
+    Call inside the caller's transaction; the dispatch task is enqueued once it commits.
+    """
+    organisation_id = template.organisation_id
+    organisation_hold_check(organisation_id=organisation_id)
+    if Suppression.objects.filter(email=email).exists():
+        # Why (and whose mail caused it) is not said here: that is other organisations' business
+        # unless it is this organisation's contact (GET /api/v1/suppressions/{email} tells those).
+        raise MessageRefused(
+            f"{email} is on the suppression list (it bounced, complained or was blocked): nothing is sent "
+            "to it any more. Ask the member for another address."
+        )
+    contact = Contact.objects.filter(organisation_id=organisation_id, email=email).first()
+    if contact is not None and contact.status != Contact.Status.ACTIVE:
+        raise MessageRefused(
+            f"{email} is a contact who is {contact.get_status_display().lower()} in this organisation: "
+            "they are not sent mail any more."
+        )
+    now = timezone.now()
+    campaign = Campaign.objects.create(
+        organisation_id=organisation_id,
+        kind=Campaign.Kind.MESSAGE,
+        name=template.name,
+        from_email=from_email,
+        reply_to=reply_to,
+        status=Status.SENDING,
+        started_at=now,
+        snapshot_at=now,  # the audience is the one address: nothing to freeze
+        heartbeat_at=now,  # the engine tick leaves it to its own dispatch task at first
+        **content_of(template),
+    )
+    snapshot_recorded(campaign_id=campaign.pk, recipients=1, domains={email.rpartition("@")[2]: 1})
+    Recipient.objects.create(
+        campaign=campaign,
+        contact=contact,
+        email=email,
+        merge_data={"first_name": first_name, "last_name": last_name, "attributes": attributes or {}},
+    )
+    transaction.on_commit(lambda: dispatchers_start(campaign_id=campaign.pk, count=1))
+    return campaign
+
+
+def messages_resume_paused(*, limit: int = 100) -> int:
+    """Single messages paused by SES (account paused, daily quota used up) try again: nobody presses
+    Resume on a message. Called by the engine tick; a message SES still refuses is paused again by
+    its one failed call. Returns how many were resumed."""
+    paused = Campaign.objects.filter(kind=Campaign.Kind.MESSAGE, status=Status.PAUSED, resume_at=None).order_by("pk")
+    paused = paused.filter(organisation__held_at__isnull=True)  # sending on hold: they wait for the lift
+    resumed = 0
+    for campaign_id in list(paused.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            try:
+                _transition(campaign_id, Status.SENDING, allowed_from={Status.PAUSED}, verb="resumed")
+            except CampaignError:
+                continue  # cancelled or resumed meanwhile
+            transaction.on_commit(lambda campaign_id=campaign_id: dispatchers_start(campaign_id=campaign_id, count=1))
+        resumed += 1
+    return resumed
+
+
+def campaign_beat(*, campaign_id: int, ahead: timedelta = timedelta(0)) -> None:
+    """Mark a sending campaign as worked on now (``ahead``: for that much longer, e.g. while its
+    audience is frozen in one long statement that cannot beat). Dispatchers of other campaigns hand
+    their worker over to a sending campaign nobody works on (``delivery/shares.py``)."""
+    Campaign.objects.filter(pk=campaign_id, status=Status.SENDING).update(heartbeat_at=timezone.now() + ahead)
+
+
+def campaign_pause_for_quota(*, campaign_id: int, room: QuotaRoom) -> None:
+    """The organisation's quota is used up while it sends: pause until the quota renews (the engine
+    tick resumes it then: ``campaigns_resume_due``)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_related("organisation").get(pk=campaign_id)
+        try:
+            _transition(campaign_id, Status.PAUSED, reason=room.pause_reason(campaign.organisation.name))
+        except CampaignError:
+            return  # paused or cancelled meanwhile
+        Campaign.objects.filter(pk=campaign_id).update(resume_at=room.renews_at)
+
+
+def campaigns_resume_due() -> list[int]:
+    """Campaigns paused by a quota that has renewed (``resume_at`` passed) resume, if there is room now
+    (else they wait for the next renewal). Called by the engine tick; returns the ids resumed."""
+    resumed = []
+    due = Campaign.objects.filter(status=Status.PAUSED, resume_at__lte=timezone.now()).order_by("pk")
+    for campaign_id, organisation_id in list(due.values_list("pk", "organisation_id")[:100]):
+        room = quota_room(organisation_id)
+        if room is not None and room.left <= 0:
+            Campaign.objects.filter(pk=campaign_id).update(resume_at=room.renews_at)
+            continue
+        try:
+            campaign_resume(campaign_id=campaign_id)
+        except CampaignError:
+            continue
+        resumed.append(campaign_id)
+    return resumed
+
+
+# --- reputation per organisation ------------------------------------------------------------------
+
+
+def organisation_reputation_enforce(*, organisation_id: int) -> bool:
+    """Judge the organisation's reputation (``organisations.reputation``); when it reaches SES's review
+    levels, hold its sending. A held organisation's sending campaigns and messages pause with the
+    reason. Called after an event batch that counted its hard bounces or complaints (once committed)
+    and by the engine tick. Returns True if campaigns were paused."""
+    organisation = Organisation.objects.filter(pk=organisation_id).first()
+    if organisation is None:
+        return False
+    if organisation.held_at is None:
+        reputation = reputations_of([organisation])[0]
+        if reputation.reason is None:
+            return False
+        organisation_hold(organisation_id=organisation_id, reason=reputation.reason)
+    return _organisation_campaigns_pause(organisation_id)
+
+
+def _organisation_campaigns_pause(organisation_id: int) -> bool:
+    refusal = hold_refusal(organisation_id)
+    if refusal is None:
+        return False  # lifted meanwhile
+    sending = Campaign.objects.filter(organisation_id=organisation_id, status=Status.SENDING)
+    paused = 0
+    for campaign_id in list(sending.values_list("pk", flat=True)):
+        try:
+            campaign_pause(campaign_id=campaign_id, reason=f"Paused: {refusal} Then resume this campaign.")
+        except CampaignError:
+            continue  # finished or cancelled meanwhile
+        paused += 1
+    if paused:
+        logger.warning("organisation %s on hold: %s sending campaigns paused", organisation_id, paused)
+    return bool(paused)
+
+
+def organisations_reputation_check() -> int:
+    """The engine tick: judge again the organisations whose windows may have moved, and pause what a
+    held organisation still sends (a start that raced the hold). Returns how many were paused."""
+    for reputation in reputations_of(organisations_to_judge()):
+        if reputation.reason:
+            organisation_hold(organisation_id=reputation.organisation.pk, reason=reputation.reason)
+    paused = 0
+    held_sending = Campaign.objects.filter(status=Status.SENDING, organisation__held_at__isnull=False)
+    for organisation_id in set(held_sending.values_list("organisation_id", flat=True)):
+        paused += _organisation_campaigns_pause(organisation_id)
+    return paused

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from audiences.imports import imports_discard_abandoned, imports_restart_stale
+from audiences.sync import sync_runs_discard_abandoned
 from campaigns import services
 from campaigns.composer import linkcheck
 from campaigns.delivery import claims, engine
@@ -16,13 +17,20 @@ from campaigns.snapshot import audience_snapshot
 
 logger = logging.getLogger(__name__)
 
+# Longer than any snapshot takes (1,000,000 recipients: about a minute on PostgreSQL).
+SNAPSHOT_SECONDS_AT_MOST = 600
+
 
 def campaign_start(campaign_id: int) -> int:
     """Freeze the audience (only if every list and segment is the campaign's organisation's), then
     start the dispatchers."""
     if not services.campaign_audience_recheck(campaign_id=campaign_id):
         return 0
+    # Worked on, not waiting for a worker (delivery/shares.py), while the snapshot runs and then
+    # until its dispatchers beat: if none gets a worker, other campaigns' dispatchers hand theirs over.
+    services.campaign_beat(campaign_id=campaign_id, ahead=timedelta(seconds=SNAPSHOT_SECONDS_AT_MOST))
     count = audience_snapshot(campaign_id=campaign_id)
+    services.campaign_beat(campaign_id=campaign_id)
     logger.info("campaign %s: %s recipients frozen", campaign_id, count)
     if not services.campaign_finish_if_done(campaign_id=campaign_id):
         services.dispatchers_start(campaign_id=campaign_id)
@@ -45,7 +53,8 @@ def links_check(campaign_id: int) -> int:
 def engine_tick() -> dict:
     """Twice a minute (two schedules, half a minute apart): start overdue scheduled campaigns,
     requeue claims of dead dispatchers, restart dispatchers for sending campaigns whose dispatchers
-    stopped beating, restart imports whose worker died, and delete uploads nobody confirmed."""
+    stopped beating, restart imports whose worker died, delete uploads nobody confirmed, and let
+    single messages that SES paused try again."""
     now = timezone.now()
     started = 0
     for campaign_id in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, scheduled_at__lte=now).values_list(
@@ -85,4 +94,9 @@ def engine_tick() -> dict:
         "restarted": restarted,
         "imports": len(imports),
         "uploads_discarded": discarded,
+        "sync_runs_abandoned": sync_runs_discard_abandoned(),  # API replace runs older than a day
+        # Windows move as days pass; also pauses what a held organisation started in a race with its hold.
+        "reputation_paused": services.organisations_reputation_check(),
+        "messages_resumed": services.messages_resume_paused(),  # single messages SES paused try again
+        "quota_resumed": len(services.campaigns_resume_due()),  # paused by a quota that has renewed
     }

@@ -41,8 +41,9 @@ def _campaign(request: HttpRequest, pk: int, *, with_stats: bool = False) -> Cam
     """The request's organisation's campaign; another organisation's id answers 404 (audited).
 
     ``with_stats``: its figures' row in the same statement (the progress partial shows them)."""
-    campaigns = Campaign.objects.select_related("stats") if with_stats else Campaign
-    return get_or_404(request, campaigns, pk=pk)
+    # Single messages (API) are campaigns of one recipient, not staff's to edit, send or pause here.
+    campaigns = Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN)
+    return get_or_404(request, campaigns.select_related("stats") if with_stats else campaigns, pk=pk)
 
 
 @require_GET

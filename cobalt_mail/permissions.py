@@ -69,7 +69,18 @@ VIEW_ROLES: dict[str, tuple[str, str]] = {
     "organisations:children": _read_write(A),
     "organisations:audit": _read_write(A),
     "organisations:audit_export": _read_write(A),
+    "organisations:usage": _read_write(A),  # its own and its child organisations' (operators: all)
+    "organisations:usage_export": _read_write(A),
+    # A child organisation's quotas (the view checks the organisation is below the request's one).
+    "organisations:quota": _read_write(A),
+    # Sender identities: everyone sees which senders exist and what DNS still needs; administrators
+    # add, check and remove them (SES calls, audited).
+    "organisations:senders": _read_write(V, A),
+    "organisations:sender_check": _read_write(A),
+    "organisations:sender_remove": _read_write(A),
     "organisations:all": _read_write(OPERATOR),
+    # Every organisation's bounce and complaint rates; lifting a sending hold (``?lift=<id>``, audited).
+    "organisations:reputation": _read_write(OPERATOR),
     "api_keys:list": _read_write(A),
     "api_keys:revoke": _read_write(A),
     "webhooks:list": _read_write(A),
@@ -146,6 +157,7 @@ VIEW_ROLES: dict[str, tuple[str, str]] = {
     "reports:recipients_segment": _read_write(E),
     "reports:timeline": _read_write(V),
     "reports:senders": _read_write(V),
+    "reports:messages": _read_write(V),
     "tracking:events": _read_write(V),
 }
 

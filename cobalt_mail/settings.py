@@ -299,6 +299,10 @@ if RATE_LIMITER == "redis" and not env_str("REDIS_URL"):
 SEND_SES_API = env_str("SEND_SES_API", "v2")
 if SEND_SES_API not in {"v1", "v2"}:
     raise ImproperlyConfigured(f"SEND_SES_API={SEND_SES_API!r}: use 'v2' (default) or 'v1'.")
+# SES tenants (README "SES tenants"): one per organisation, named on every send (SESv2 TenantName).
+SES_TENANTS = env_bool("SES_TENANTS", default=False)
+if SES_TENANTS and SEND_SES_API != "v2":
+    raise ImproperlyConfigured("SES_TENANTS=1 needs SEND_SES_API=v2: only SES API v2 names a tenant on a send.")
 
 # --- Reputation guard (SES reviews accounts at these rates)
 GUARD_MIN_DELIVERIES = env_int("GUARD_MIN_DELIVERIES", 200, minimum=1)
@@ -307,6 +311,10 @@ GUARD_MIN_COMPLAINTS = env_int("GUARD_MIN_COMPLAINTS", 3, minimum=1)
 GUARD_MIN_BOUNCES = env_int("GUARD_MIN_BOUNCES", 10, minimum=1)
 GUARD_BOUNCE_RATE = env_float("GUARD_BOUNCE_RATE", 0.05, minimum=0)
 GUARD_COMPLAINT_RATE = env_float("GUARD_COMPLAINT_RATE", 0.001, minimum=0)
+# Reputation per organisation (organisations/reputation.py): its last 7 days and last 1,000 delivered
+# messages against SES's review levels, judged like the guard (Wilson 95% lower bound, GUARD_MIN_*).
+ORG_BOUNCE_RATE = env_float("ORG_BOUNCE_RATE", 0.05, minimum=0)
+ORG_COMPLAINT_RATE = env_float("ORG_COMPLAINT_RATE", 0.001, minimum=0)
 SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
 
 # --- SNS webhook

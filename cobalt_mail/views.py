@@ -15,7 +15,7 @@ from reports import account
 def home(request: HttpRequest) -> HttpResponse:
     # No COUNT(*) of a million contacts per login.
     contact_count, contact_count_estimated = contacts_total(organisation=request.organisation)
-    campaigns = in_organisation(Campaign.objects.all(), request)
+    campaigns = in_organisation(Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN), request)
     context = {
         "recent": campaigns[:5],
         "campaign_count": campaigns.count(),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from organisations.models import ROLE_HELP, AuditEntry, Organisation, Role
 
@@ -12,7 +13,7 @@ ROLE_CHOICES = [(role.value, f"{role.label}: {ROLE_HELP[role]}") for role in Rol
 class OrganisationForm(forms.ModelForm):
     class Meta:
         model = Organisation
-        fields = ["name", "postal_address", "sender_name", "reply_to", "is_active"]
+        fields = ["name", "postal_address", "sender_name", "reply_to", "is_active", "send_weight"]
         widgets = {
             "name": forms.TextInput(attrs=INPUT),
             "postal_address": forms.Textarea(attrs={"class": "textarea", "rows": 3}),
@@ -24,7 +25,17 @@ class OrganisationForm(forms.ModelForm):
             "sender_name": "The name new campaigns are sent from, e.g. “Riverside Rowing Club”.",
             "reply_to": "Where replies to new campaigns go.",
             "is_active": "Switched off, nobody can open the organisation any more; nothing is deleted.",
+            "send_weight": "When several organisations send at the same time, the send rate is split in "
+            "proportion to these numbers (1 each by default: equal shares). Only site operators change it.",
         }
+
+    def __init__(self, *args, operator: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        weight = self.fields["send_weight"]
+        weight.min_value, weight.max_value = 1, 100
+        weight.widget = forms.NumberInput(attrs={**INPUT, "min": 1, "max": 100})
+        weight.validators += [MinValueValidator(1), MaxValueValidator(100)]
+        weight.disabled = not operator  # administrators see it; site operators set it
 
 
 class NewOrganisationForm(forms.Form):
@@ -78,4 +89,20 @@ class AuditFilterForm(forms.Form):
             "username": data.get("user", "").strip(),
             "date_from": data.get("date_from"),
             "date_to": data.get("date_to"),
+        }
+
+
+class QuotaForm(forms.ModelForm):
+    """An organisation's quotas, set by site operators or its parent organisation's administrators."""
+
+    class Meta:
+        model = Organisation
+        fields = ["daily_quota", "monthly_quota"]
+        widgets = {
+            "daily_quota": forms.NumberInput(attrs={**INPUT, "min": 0}),
+            "monthly_quota": forms.NumberInput(attrs={**INPUT, "min": 0}),
+        }
+        help_texts = {
+            "daily_quota": "Messages it may send a day (campaigns, single messages and tests). Empty: no limit.",
+            "monthly_quota": "Messages it may send in a calendar month. Empty: no limit.",
         }

@@ -44,6 +44,25 @@ class Organisation(models.Model):
     sender_name = models.CharField("Default sender name", max_length=200, blank=True)
     reply_to = models.EmailField("Default reply-to", max_length=254, blank=True)
     is_active = models.BooleanField("Active", default=True)
+    # Its weight when several organisations send at once: the rate is split in proportion
+    # (campaigns/delivery/shares.py). Site operators set it.
+    send_weight = models.PositiveSmallIntegerField(
+        "Share of the send rate",
+        default=1,
+        db_default=1,
+        help_text="When several organisations send at once, the rate is split in proportion to these weights.",
+    )
+    # Messages it may send per local day and per calendar month (test sends count); empty: no limit.
+    # Set by site operators or the parent organisation's administrators (campaigns/quotas.py).
+    daily_quota = models.PositiveIntegerField("Messages per day", null=True, blank=True)
+    monthly_quota = models.PositiveIntegerField("Messages per month", null=True, blank=True)
+    # Sending on hold: its bounce or complaint rate reached SES's review levels (organisations/
+    # reputation.py). Nothing of it may start sending until a site operator lifts the hold; the
+    # figures then count from that moment (the counts of that day then, in hold_lifted_base).
+    held_at = models.DateTimeField(null=True, blank=True)
+    held_reason = models.TextField(blank=True, default="", db_default="")
+    hold_lifted_at = models.DateTimeField(null=True, blank=True)
+    hold_lifted_base = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -158,3 +177,50 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("The audit log is append-only.")
+
+
+class SenderIdentity(models.Model):
+    """A domain or an address the organisation sends from, created in SES (SESv2, Easy DKIM).
+
+    It lives here, beside the organisation, because its page is an organisation page and the
+    layers import downwards only: campaigns (the sender choices, the send-time check) and the API
+    read it from above. ``value`` is unique installation-wide: SES has one identity per name in
+    the account, so a domain belongs to one organisation.
+    """
+
+    class Kind(models.TextChoices):
+        DOMAIN = "domain", "Domain"
+        ADDRESS = "address", "Address"
+
+    class Status(models.TextChoices):
+        # SES's VerificationStatus, lower-cased
+        PENDING = "pending", "Waiting for verification"
+        VERIFIED = "verified", "Verified"
+        FAILED = "failed", "Verification failed"
+        TEMPORARY_FAILURE = "temporary_failure", "Temporary failure"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="sender_identities")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=254, unique=True)  # lower-case domain (IDNA) or address
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    dkim_status = models.CharField(max_length=20, blank=True)  # SES's DkimAttributes.Status
+    dkim_tokens = models.JSONField(default=list, blank=True)  # Easy DKIM: three tokens
+    mail_from_domain = models.CharField("Custom MAIL FROM domain", max_length=254, blank=True)
+    mail_from_status = models.CharField(max_length=20, blank=True)  # SES's MailFromDomainStatus, lower-cased
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)  # the last check's failure, in words
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        indexes = [models.Index(fields=["status", "last_checked_at"], name="sender_identity_check_idx")]
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def verified(self) -> bool:
+        return self.status == self.Status.VERIFIED

@@ -7,16 +7,27 @@ and from where (None: a management command).
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest
 from django.utils.text import slugify
+from django_q.tasks import async_task
 
 from organisations import audit
 from organisations.models import ROLE_RANK, Membership, Organisation, Role
 
 Action = audit.Action
-ORGANISATION_FIELDS = ("name", "postal_address", "sender_name", "reply_to", "is_active")
+ORGANISATION_FIELDS = (
+    "name",
+    "postal_address",
+    "sender_name",
+    "reply_to",
+    "is_active",
+    "send_weight",
+    "daily_quota",
+    "monthly_quota",
+)
 
 
 class OrganisationRefused(ValueError):
@@ -56,12 +67,15 @@ def organisation_create(
         object_type="organisation",
         object_id=organisation.pk,
     )
+    if settings.SES_TENANTS:  # its SES tenant (README "SES tenants"); by name: campaigns sits above
+        transaction.on_commit(lambda: async_task("campaigns.delivery.tenants.tenant_setup_task", organisation.pk))
     return organisation
 
 
 @transaction.atomic
 def organisation_update(*, organisation: Organisation, changes: dict, request: HttpRequest | None = None) -> list[str]:
-    """Save the changed fields (name, address, default sender, reply-to, active); returns their names."""
+    """Save the changed fields (name, address, default sender, reply-to, active, share of the send rate,
+    quotas); returns their names."""
     changed = [
         field for field in ORGANISATION_FIELDS if field in changes and getattr(organisation, field) != changes[field]
     ]

@@ -13,5 +13,12 @@ urlpatterns = [
     path("children/", views.children, name="children"),
     path("audit/", views.audit_log, name="audit"),
     path("audit/export/", views.audit_export, name="audit_export"),
+    path("usage/", views.usage, name="usage"),
+    path("usage/export/", views.usage_export, name="usage_export"),
+    path("usage/<int:pk>/quota/", views.quota, name="quota"),
+    path("senders/", views.senders, name="senders"),
+    path("senders/<int:pk>/check/", views.sender_check, name="sender_check"),
+    path("senders/<int:pk>/remove/", views.sender_remove, name="sender_remove"),
     path("all/", views.all_organisations, name="all"),
+    path("reputation/", views.reputation, name="reputation"),
 ]

@@ -36,10 +36,11 @@ def report_organisation_ids(organisation: Organisation) -> list[int]:
 def report_campaigns(organisation: Organisation, *, organisation_ids: list[int] | None = None) -> QuerySet:
     """Campaigns whose figures the organisation sees (its own and its children's), newest first.
 
-    Filtered on ``organisation_id IN (…)``: campaign_org_created_idx serves the filter and the order.
+    Filtered on ``organisation_id IN (…)``: campaign_org_kind_created_idx serves the filter and the
+    order. Single messages (API) are not campaigns here.
     """
     ids = organisation_ids if organisation_ids is not None else report_organisation_ids(organisation)
-    return Campaign.objects.filter(organisation_id__in=ids).select_related("organisation")
+    return Campaign.objects.filter(organisation_id__in=ids, kind=Campaign.Kind.CAMPAIGN).select_related("organisation")
 
 
 def report_campaign_or_404(request: HttpRequest, pk: int) -> Campaign:

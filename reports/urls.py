@@ -16,4 +16,5 @@ urlpatterns += [
     path("campaigns/<int:pk>/recipients/segment/", views.campaign_recipients_segment, name="recipients_segment"),
     path("recipients/<int:pk>/timeline/", views.recipient_timeline, name="timeline"),
     path("senders/", senderdns.senders_page, name="senders"),
+    path("messages/", views.single_messages, name="messages"),
 ]

@@ -17,12 +17,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from audiences.models import Suppression
+from campaigns import selectors as campaign_selectors
 from campaigns.models import Campaign, Recipient
 from common.csvfiles import Echo, formula_escape
 from common.params import id_params
 from common.tables import table_paginate
 from organisations import audit, scope
 from reports import account, charts, recipients, selectors
+from reports.messages import SEARCH_MAX, MessageTable, messages_listed
 from stats.models import CampaignStats
 from tracking.models import Event
 
@@ -151,6 +153,28 @@ def compare(request: HttpRequest) -> HttpResponse:
             "with_children": any(campaign.organisation_id != request.organisation.id for campaign in campaigns),
         },
     )
+
+
+# --- single messages (API) ---------------------------------------------------------------------
+
+
+@require_GET
+def single_messages(request: HttpRequest) -> HttpResponse:
+    """The organisation's single messages: did each one go out, and what SES said about it."""
+    search = request.GET.get("q", "")[:SEARCH_MAX].strip()
+    table = MessageTable(
+        messages_listed(organisation=request.organisation, search=search),
+        empty_text=f"No single message to an address starting with “{search}”.",
+    )
+    table_paginate(request, table, per_page=50)
+    context = {
+        "table": table,
+        "search": search,
+        # One index look-up: with no message at all, the page explains where they come from.
+        "none_yet": not search and not campaign_selectors.messages_of(request.organisation).exists(),
+    }
+    template = "reports/messages.html"
+    return render(request, f"{template}#messages" if request.htmx else template, context)
 
 
 # --- recipients of a campaign -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every write to a campaign's counters (``CampaignStats``) and its recipients' markers (``RecipientActivity``).
+"""Every write to a campaign's counters (``CampaignStats``), its recipients' markers (``RecipientActivity``)
+and the organisations' daily usage (``OrganisationDay``).
 
 The callers (the snapshot, the engine, cancel and resume, the webhook's event batches, the
 unsubscribe page, the recount) pass ids and values; each write is one statement, made inside the
@@ -7,15 +8,15 @@ caller's transaction so that the figures move with the work that moves them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from stats.breakdowns import recipient_domains_write
-from stats.models import CampaignStats, RecipientActivity
+from stats.models import CampaignStats, OrganisationDay, RecipientActivity
 
 
 def snapshot_recorded(*, campaign_id: int, recipients: int, domains: dict[str, int] | None = None) -> None:
@@ -108,3 +109,59 @@ def counters_set(*, campaign_id: int, values: dict[str, int]) -> None:
     """Overwrite counters with recounted values (the repair; hold ``counters_locked``)."""
     if values:
         CampaignStats.objects.filter(campaign_id=campaign_id).update(**values)
+
+
+# --- usage per organisation and day ---------------------------------------------------------------
+
+
+def usage_day(moment: datetime | None = None) -> date:
+    """The installation's local date (``TIME_ZONE``) of ``moment`` (default: now).
+
+    Not the staff member's own time zone, which a request may have activated: a test send from
+    Sydney and a campaign sent by a worker on the same instant count on the same day.
+    """
+    return timezone.localtime(moment or timezone.now(), timezone.get_default_timezone()).date()
+
+
+def usage_add(*, organisation_id: int, day: date | None = None, **counts: int) -> None:
+    """Add ``counts`` (``sent=``, ``test_sent=``, …) to the organisation's day (default: today)."""
+    usage_rows_add(rows={(organisation_id, day or usage_day()): counts})
+
+
+def usage_rows_add(*, rows: dict[tuple[int, date], dict[str, int]]) -> None:
+    """Add to (organisation id, day) rows, creating the missing ones: one INSERT … ON CONFLICT DO UPDATE.
+
+    Call inside the transaction of the work being counted, as its last statement: every writer
+    takes these rows last and in key order, so two transactions that share a campaign counter row
+    or recipients never wait for each other in opposite orders. All-zero rows are left out.
+    """
+    keys = sorted(key for key, counts in rows.items() if any(counts.values()))
+    if not keys:
+        return
+    unknown = {name for key in keys for name in rows[key]} - set(OrganisationDay.COUNTER_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a usage counter: {', '.join(sorted(unknown))}")
+    quote = connection.ops.quote_name
+    table = quote(OrganisationDay._meta.db_table)
+    names = OrganisationDay.COUNTER_FIELDS
+    params: list[Any] = []
+    for organisation_id, day in keys:
+        params += [organisation_id, connection.ops.adapt_datefield_value(day)]
+        params += [rows[(organisation_id, day)].get(name, 0) for name in names]
+    columns = ", ".join(quote(name) for name in ("organisation_id", "day", *names))
+    row = f"({', '.join(['%s'] * (2 + len(names)))})"
+    added = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in names)
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(keys))} "
+        f"ON CONFLICT ({quote('organisation_id')}, {quote('day')}) DO UPDATE SET {added}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def usage_sent(organisation_id: int, since_day: date) -> int:
+    """Messages the organisation sent from ``since_day`` on, test messages included (what quotas count)."""
+    total = OrganisationDay.objects.filter(organisation_id=organisation_id, day__gte=since_day).aggregate(
+        total=Sum(F("sent") + F("test_sent"))
+    )["total"]
+    return total or 0

@@ -144,3 +144,33 @@ class CampaignBreakdown(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}: {self.count}"
+
+
+class OrganisationDay(models.Model):
+    """Messages per organisation per day: the Usage page, its CSV for billing, quotas and reputation.
+
+    ``day`` is the installation's local date (``TIME_ZONE``, whatever the staff member's own).
+    ``sent`` counts recipients SES accepted for campaigns and single messages (the engine's group
+    commit), ``test_sent`` test messages SES accepted; ``delivered``, ``bounced_hard`` and
+    ``complained`` count recipients as the campaign counters do (the webhook's event batches), by
+    the day the event happened. Moved only by ``stats.counters.usage_add`` in the transaction of the
+    work that moves them; never recounted from recipients on a read.
+    """
+
+    organisation = models.ForeignKey("organisations.Organisation", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sent = models.PositiveBigIntegerField(default=0)
+    test_sent = models.PositiveBigIntegerField(default=0)
+    delivered = models.PositiveBigIntegerField(default=0)
+    bounced_hard = models.PositiveBigIntegerField(default=0)
+    complained = models.PositiveBigIntegerField(default=0)
+
+    COUNTER_FIELDS = ("sent", "test_sent", "delivered", "bounced_hard", "complained")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation", "day"], name="organisation_day_unique")]
+        # The page and the CSV read a range of days for every organisation.
+        indexes = [models.Index(fields=["day", "organisation"], name="organisation_day_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.day}: {self.sent} sent"

@@ -1,8 +1,17 @@
 """A zero-latency local SES endpoint for benchmarks and failure tests.
 
 Answers the SES v1 Query API (``SendRawEmail``, ``SendEmail``, ``GetSendQuota``) and the v2
-JSON API (``POST /v2/email/outbound-emails``, ``GET /v2/email/account``) with fresh message ids,
+JSON API (``POST /v2/email/outbound-emails``, ``GET /v2/email/account``, and the email identity calls
+``CreateEmailIdentity``, ``GetEmailIdentity``, ``PutEmailIdentityMailFromAttributes`` and
+``DeleteEmailIdentity``, which moto lacks in part) with fresh message ids,
 over HTTP/1.1 keep-alive so boto3's pooled connections are reused as they would be against AWS.
+
+SES tenants (SESv2, which moto lacks): ``CreateTenant``, ``GetTenant``, ``ListTenants``,
+``CreateTenantResourceAssociation``, ``ListTenantResources`` and ``GetReputationEntity`` (the status
+a test sets with ``StubSES.tenant_status``). A ``SendEmail`` naming a tenant is refused as SES
+refuses it: the tenant unknown (``NotFoundException``), paused (``SendingPausedException``), or a
+resource the message names (its configuration set, its From identity: the address or its domain)
+not associated with the tenant (``BadRequestException``); an accepted message records its tenant.
 
 ``fail`` queues deliberate failures: each entry is answered to one send call, in order, before
 normal service resumes, e.g. ``stub.fail("throttling", 3)``. Kinds: ``throttling``,
@@ -31,8 +40,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 # (HTTP status, v1 code, message)
 FAILURES = {
@@ -72,6 +83,7 @@ class Received:
     raw: bytes
     message_id: str
     accepted_at: float = 0.0  # when SES "accepted" it: later than ``at`` for slow and hanging calls
+    tenant: str = ""  # the TenantName the call named (SESv2)
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,11 @@ class StubState:
     hung: list[list[str]] = field(default_factory=list)
     # Called with the call number as each send arrives (tests use it to inject a fault mid-send).
     on_call: object = None
+    # SESv2 email identities (CreateEmailIdentity and friends), by name: SES's answer to GetEmailIdentity.
+    identities: dict[str, dict] = field(default_factory=dict)
+    # SES tenants by name: the tenant as GetTenant answers it, plus "resources" (associated ARNs) and
+    # "reputation" (GetReputationEntity's ReputationEntity).
+    tenants: dict[str, dict] = field(default_factory=dict)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,12 +145,147 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         return
 
-    def do_GET(self):  # v2 GetAccount
+    def do_GET(self):  # v2 GetAccount, GetEmailIdentity, GetReputationEntity
+        if self.path.startswith(_IDENTITIES + "/"):
+            self._identity_call("GET")
+            return
+        if self.path.startswith(_REPUTATION):
+            self._reputation_entity()
+            return
         state = self.server.state
         body = {"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": state.max_send_rate, "SentLast24Hours": 0}}
         self._reply(200, json.dumps(body).encode(), "application/json", request_id=str(uuid.uuid4()))
 
+    def do_PUT(self):  # v2 PutEmailIdentityMailFromAttributes
+        self._identity_call("PUT")
+
+    def do_DELETE(self):  # v2 DeleteEmailIdentity
+        self._identity_call("DELETE")
+
+    def _identity_call(self, method: str) -> None:
+        """SESv2 identities as SES answers them: Easy DKIM tokens at creation, not verified until the
+        test says SES saw the DNS records (``StubSES.identity_verified``)."""
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        name, _, part = self.path[len(_IDENTITIES) :].strip("/").partition("/")
+        name = unquote(name) or body.get("EmailIdentity", "")
+        identities = self.server.state.identities
+        with self.server.state.lock:
+            found = identities.get(name)
+            if method == "POST" and found is None:
+                found = identities[name] = _new_identity(name)
+                answer = {key: found[key] for key in ("IdentityType", "VerifiedForSendingStatus", "DkimAttributes")}
+            elif method == "POST":
+                answer = ("AlreadyExistsException", f"Email identity {name} already exist.")
+            elif found is None:
+                answer = ("NotFoundException", f"Email identity {name} does not exist.")
+            elif method == "PUT" and part == "mail-from":
+                found["MailFromAttributes"] = {
+                    "MailFromDomain": body.get("MailFromDomain", ""),
+                    "MailFromDomainStatus": "PENDING",
+                    "BehaviorOnMxFailure": body.get("BehaviorOnMxFailure", "USE_DEFAULT_VALUE"),
+                }
+                answer = {}
+            elif method == "DELETE":
+                del identities[name]
+                answer = {}
+            else:
+                answer = found
+        self._answer_json(answer)
+
+    def _answer_json(self, answer: dict | tuple[str, str]) -> None:
+        """A JSON answer, or (code, message): an SESv2 error (404 for NotFoundException, else 400)."""
+        if isinstance(answer, tuple):
+            code, message = answer
+            self._json_error(404 if code == "NotFoundException" else 400, code, message)
+            return
+        self._reply(200, json.dumps(answer).encode(), "application/json", request_id=str(uuid.uuid4()))
+
+    def _json_error(self, status: int, code: str, message: str) -> None:
+        self.send_response(status)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("x-amzn-ErrorType", code)
+        payload = json.dumps({"message": message}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _tenant_call(self) -> None:
+        """CreateTenant, GetTenant, ListTenants, CreateTenantResourceAssociation, ListTenantResources."""
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        action = self.path[len(_TENANTS) :].strip("/")
+        tenants = self.server.state.tenants
+        name = body.get("TenantName", "")
+        with self.server.state.lock:
+            found = tenants.get(name)
+            if action == "list":
+                answer = {"Tenants": [_tenant_info(tenant) for tenant in tenants.values()]}
+            elif action == "":
+                if found is not None:
+                    answer = ("AlreadyExistsException", f"Tenant {name} already exists.")
+                else:
+                    found = tenants[name] = _new_tenant(name, body.get("Tags", []))
+                    answer = {**_tenant_info(found), "Tags": found["Tags"]}
+            elif found is None:
+                answer = ("NotFoundException", f"Tenant {name} does not exist.")
+            elif action == "get":
+                answer = {"Tenant": {**_tenant_info(found), "Tags": found["Tags"]}}
+            elif action == "resources":
+                arn = body.get("ResourceArn", "")
+                if arn in found["resources"]:
+                    answer = ("AlreadyExistsException", f"Resource {arn} is already associated with tenant {name}.")
+                else:
+                    found["resources"].append(arn)
+                    answer = {}
+            elif action == "resources/list":
+                answer = {"TenantResources": [_resource_info(arn) for arn in found["resources"]]}
+            else:
+                answer = ("BadRequestException", f"Unknown tenant operation {action}.")
+        self._answer_json(answer)
+
+    def _reputation_entity(self) -> None:
+        """GetReputationEntity for a tenant's ARN (the only entities this stub knows)."""
+        kind, _, reference = self.path[len(_REPUTATION) :].partition("/")
+        reference = unquote(reference)
+        with self.server.state.lock:
+            tenant = next((t for t in self.server.state.tenants.values() if t["TenantArn"] == reference), None)
+            answer = (
+                ("NotFoundException", f"Reputation entity {reference} does not exist.")
+                if tenant is None or kind != "RESOURCE"
+                else {"ReputationEntity": json.loads(json.dumps(tenant["reputation"]))}
+            )
+        self._answer_json(answer)
+
+    def _tenant_refusal(self, request: dict) -> tuple[int, str, str] | None:
+        """Why SES refuses a send naming a tenant, as (HTTP status, code, message); None: it may go."""
+        name = request["TenantName"]
+        raw = base64.b64decode(request.get("Content", {}).get("Raw", {}).get("Data", ""))
+        headers = BytesHeaderParser().parsebytes(raw)
+        configuration_set = request.get("ConfigurationSetName") or headers.get("X-SES-CONFIGURATION-SET", "")
+        address = parseaddr(request.get("FromEmailAddress") or headers.get("From", ""))[1].lower()
+        with self.server.state.lock:
+            tenant = self.server.state.tenants.get(name)
+            if tenant is None:
+                return 404, "NotFoundException", f"Tenant {name} does not exist."
+            if tenant["reputation"]["SendingStatusAggregate"] == "DISABLED":
+                return 400, "SendingPausedException", f"Sending is paused for tenant {name}."
+            associated = set(tenant["resources"])
+        if configuration_set and f"{ARN_BASE}:configuration-set/{configuration_set}" not in associated:
+            arn = f"{ARN_BASE}:configuration-set/{configuration_set}"
+            return 400, "BadRequestException", f"Resource {arn} is not associated with tenant {name}."
+        identities = {f"{ARN_BASE}:identity/{address}", f"{ARN_BASE}:identity/{address.rpartition('@')[2]}"}
+        if not identities & associated:
+            arn = f"{ARN_BASE}:identity/{address}"
+            return 400, "BadRequestException", f"Resource {arn} is not associated with tenant {name}."
+        return None
+
     def do_POST(self):
+        if self.path.rstrip("/") == _IDENTITIES:  # v2 CreateEmailIdentity
+            self._identity_call("POST")
+            return
+        if self.path.startswith(_TENANTS):
+            self._tenant_call()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         v2 = self.path.startswith("/v2/")
@@ -153,6 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
         if failure:
             self._fail(failure, v2)
             return
+        tenant = ""
+        if v2 and b'"TenantName"' in body:
+            request = json.loads(body)
+            tenant = request["TenantName"]
+            refusal = self._tenant_refusal(request)
+            if refusal:
+                self._json_error(*refusal)
+                return
         destinations, raw = _v2_parse(body) if v2 and (state.record or kind) else (None, b"")
         if not v2 and (state.record or kind):
             destinations, raw = _v1_parse(body)
@@ -167,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         message_id = f"{next(self.server.ids):016x}-{number:08x}-stub"
         if state.record:
             with state.lock:
-                state.received.append(Received(arrived, destinations, raw, message_id, time.time()))
+                state.received.append(Received(arrived, destinations, raw, message_id, time.time(), tenant))
         try:
             if v2:
                 payload = b'{"MessageId":"' + message_id.encode() + b'"}'
@@ -181,14 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, code, message = FAILURES[kind]
         if v2:
             code, status = V2_DAILY_QUOTA if kind == "daily_quota" else V2_CODES.get(code, (code, status))
-            self.send_response(status)
-            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            self.send_header("x-amzn-ErrorType", code)
-            payload = json.dumps({"message": message}).encode()
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._json_error(status, code, message)
             return
         self._reply(status, _V1_ERROR.format(code=code, message=message, request=uuid.uuid4()).encode(), "text/xml")
 
@@ -200,6 +353,59 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+_IDENTITIES = "/v2/email/identities"
+_TENANTS = "/v2/email/tenants"
+_REPUTATION = "/v2/email/reputation/entities/"
+# The account every ARN of the stub is in (tenants' ARNs carry it; callers derive resource ARNs).
+ARN_BASE = "arn:aws:ses:us-east-1:123456789012"
+
+
+def _new_tenant(name: str, tags: list) -> dict:
+    tenant_id = uuid.uuid4().hex[:20]
+    return {
+        "TenantName": name,
+        "TenantId": tenant_id,
+        "TenantArn": f"{ARN_BASE}:tenant/{name}/{tenant_id}",
+        "CreatedTimestamp": time.time(),
+        "Tags": tags,
+        "resources": [],
+        "reputation": {
+            "ReputationEntityReference": f"{ARN_BASE}:tenant/{name}/{tenant_id}",
+            "ReputationEntityType": "RESOURCE",
+            "AwsSesManagedStatus": {"Status": "ENABLED"},
+            "CustomerManagedStatus": {"Status": "ENABLED"},
+            "SendingStatusAggregate": "ENABLED",
+        },
+    }
+
+
+def _tenant_info(tenant: dict) -> dict:
+    keys = ("TenantName", "TenantId", "TenantArn", "CreatedTimestamp")
+    return {**{key: tenant[key] for key in keys}, "SendingStatus": tenant["reputation"]["SendingStatusAggregate"]}
+
+
+def _resource_info(arn: str) -> dict:
+    kind = arn.split(":", 5)[5].partition("/")[0]
+    names = {"identity": "EMAIL_IDENTITY", "configuration-set": "CONFIGURATION_SET", "template": "EMAIL_TEMPLATE"}
+    return {"ResourceType": names.get(kind, kind.upper()), "ResourceArn": arn}
+
+
+def _new_identity(name: str) -> dict:
+    domain = "@" not in name
+    return {
+        "IdentityType": "DOMAIN" if domain else "EMAIL_ADDRESS",
+        "VerifiedForSendingStatus": False,
+        "VerificationStatus": "PENDING",
+        "DkimAttributes": {
+            "SigningEnabled": domain,
+            "Status": "PENDING" if domain else "NOT_STARTED",
+            "Tokens": [uuid.uuid4().hex for _ in range(3)] if domain else [],
+            "SigningAttributesOrigin": "AWS_SES",
+        },
+        "MailFromAttributes": {"MailFromDomain": "", "MailFromDomainStatus": "", "BehaviorOnMxFailure": ""},
+    }
 
 
 def _v1_parse(body: bytes) -> tuple[list[str], bytes]:
@@ -257,6 +463,35 @@ class StubSES:
         with self.state.lock:
             self.state.failures.extend([kind] * times)
 
+    def identity_verified(self, name: str, *, mail_from: str = "SUCCESS") -> None:
+        """SES saw the identity's DNS records (DKIM, and the MAIL FROM domain's MX: ``mail_from``)."""
+        with self.state.lock:
+            identity = self.state.identities[name]
+            identity["VerifiedForSendingStatus"] = True
+            identity["VerificationStatus"] = "SUCCESS"
+            identity["DkimAttributes"]["Status"] = "SUCCESS"
+            if identity["MailFromAttributes"]["MailFromDomain"]:
+                identity["MailFromAttributes"]["MailFromDomainStatus"] = mail_from
+
+    def tenant_status(self, name: str, status: str, *, cause: str = "", impact: str | None = None) -> None:
+        """SES's own status for tenant ``name`` (ENABLED, REINSTATED or DISABLED), as GetReputationEntity
+        reports it; a DISABLED tenant's sends are refused with SendingPausedException."""
+        with self.state.lock:
+            reputation = self.state.tenants[name]["reputation"]
+            reputation["AwsSesManagedStatus"] = {"Status": status, "Cause": cause, "LastUpdatedTimestamp": time.time()}
+            reputation["SendingStatusAggregate"] = status
+            if impact:
+                reputation["ReputationImpact"] = impact
+
+    def tenant_resources(self, name: str) -> list[str]:
+        with self.state.lock:
+            return list(self.state.tenants[name]["resources"])
+
+    @property
+    def tenants(self) -> list[str]:
+        with self.state.lock:
+            return list(self.state.tenants)
+
     def set_timing(self, **timing: float) -> None:
         """E.g. ``stub.set_timing(latency=0.05, hang_fraction=0.02, hang_seconds=20)``."""
         with self.state.lock:
@@ -269,6 +504,8 @@ class StubSES:
             self.state.failures.clear()
             self.state.slow.clear()
             self.state.hung.clear()
+            self.state.identities.clear()
+            self.state.tenants.clear()
 
     @property
     def hung(self) -> list[list[str]]:

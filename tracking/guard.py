@@ -8,7 +8,6 @@ the counts restart from a baseline (``stats.counters.reputation_guard_rebase``).
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
 
 from django.conf import settings
@@ -16,26 +15,10 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, campaign_pause
+from organisations.reputation import wilson_lower_bound  # one definition: the organisations judge with it too
 from stats.models import CampaignStats
 
 logger = logging.getLogger(__name__)
-
-WILSON_Z = 1.96  # the 95% interval
-
-
-def wilson_lower_bound(events: int, trials: int, *, z: float = WILSON_Z) -> float:
-    """The lower end of the Wilson score interval for a rate of ``events`` in ``trials``.
-
-    Unlike ``events / trials`` it stays low when few trials back a high ratio: 1 complaint in
-    312 deliveries is 0.32%, but a true rate as low as 0.06% would often produce it.
-    """
-    if trials <= 0:
-        return 0.0
-    ratio = events / trials
-    spread = z * z / trials
-    centre = ratio + spread / 2
-    margin = z * math.sqrt(ratio * (1 - ratio) / trials + spread / (4 * trials))
-    return max(0.0, (centre - margin) / (1 + spread))
 
 
 def reputation_guard_reason(

@@ -21,14 +21,16 @@ notification.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
+from campaigns.services import organisation_reputation_enforce
 from stats.breakdowns import events_breakdown
-from stats.counters import events_counted, markers_claim
+from stats.counters import events_counted, markers_claim, usage_day, usage_rows_add
 from stats.models import RecipientActivity
 from tracking.guard import reputation_guard
 from tracking.models import Event
@@ -121,8 +123,30 @@ def _figures_move(stored: list[Event], firsts: dict[tuple[int, str], Event], rec
     # Counters before breakdowns: the same lock order as counters_repair (stats row first).
     _counters_add(deltas, received_at)
     campaign_ids = {event.campaign_id for event in stored if event.campaign_id}
-    starts = dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "started_at"))
+    campaigns = list(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "started_at", "organisation_id"))
+    starts = {pk: started_at for pk, started_at, _ in campaigns}
     events_breakdown(stored, firsts=[(kind, event) for (_, kind), event in firsts.items()], starts=starts)
+    # The organisations' daily usage last, as every writer takes those rows last.
+    usage = _usage_rows(firsts, {pk: organisation_id for pk, _, organisation_id in campaigns})
+    usage_rows_add(rows=usage)
+    # Their reputation once this commits: a hold pauses campaigns, and no campaign row may be locked
+    # after the usage rows. The engine tick judges again if this is lost.
+    judged = {key[0] for key, counts in usage.items() if counts.get("bounced_hard") or counts.get("complained")}
+    for organisation_id in sorted(judged):
+        transaction.on_commit(partial(organisation_reputation_enforce, organisation_id=organisation_id), robust=True)
+
+
+def _usage_rows(firsts: dict[tuple[int, str], Event], organisations: dict[int, int]) -> dict:
+    """{(organisation id, day): counts} of the recipients first delivered, hard-bounced or complaining
+    in this batch, on the installation's local day the event happened."""
+    rows: dict[tuple[int, Any], dict[str, int]] = {}
+    for (_, kind), event in firsts.items():
+        name = USAGE_MARKERS.get(kind)
+        organisation_id = organisations.get(event.campaign_id)
+        if name and organisation_id:
+            counts = rows.setdefault((organisation_id, usage_day(event.occurred_at)), {})
+            counts[name] = counts.get(name, 0) + 1
+    return rows
 
 
 EVENT_COLUMNS = (
@@ -229,6 +253,8 @@ MARKER_COUNTERS: dict[str, str | None] = {
     Kind.REJECTED: "rejected",
     Kind.UNSUBSCRIBED: "unsubscribed",
 }
+# The markers the organisations' usage counts (stats.models.OrganisationDay: reputation per organisation).
+USAGE_MARKERS = {Kind.DELIVERED: "delivered", Kind.BOUNCED_HARD: "bounced_hard", Kind.COMPLAINED: "complained"}
 OUTCOME_MARKERS = {
     Event.Type.DELIVERY: [Kind.DELIVERED],
     Event.Type.COMPLAINT: [Kind.COMPLAINED],

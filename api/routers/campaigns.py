@@ -23,6 +23,8 @@ from organisations.scope import get_or_404
 from reports.selectors import headline
 
 router = Router(tags=["campaigns"])
+# Single messages (``/messages``) are campaigns of one recipient: not campaigns here.
+_CAMPAIGNS = Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN)
 
 
 class CampaignOut(Schema):
@@ -146,7 +148,7 @@ def campaigns(request: HttpRequest, query: Query[PageQuery]):
     openapi_extra=needs(Role.VIEWER),
 )
 def campaign(request: HttpRequest, campaign_id: int):
-    return _detail(get_or_404(request, Campaign, pk=campaign_id))
+    return _detail(get_or_404(request, _CAMPAIGNS, pk=campaign_id))
 
 
 def _life_cycle(request: HttpRequest, campaign: Campaign, action, audited: tuple[str, str], detail: str = ""):
@@ -175,7 +177,7 @@ def _life_cycle(request: HttpRequest, campaign: Campaign, action, audited: tuple
 )
 def campaign_send(request: HttpRequest, campaign_id: int):
     """409 with the reason when the campaign cannot start (not a draft, an empty audience, …)."""
-    campaign = get_or_404(request, Campaign, pk=campaign_id)
+    campaign = get_or_404(request, _CAMPAIGNS, pk=campaign_id)
     send = lambda: services.campaign_send_now(campaign_id=campaign.pk)  # noqa: E731
     return _life_cycle(request, campaign, send, (audit.Action.SEND, "Started sending"))
 
@@ -189,7 +191,7 @@ def campaign_send(request: HttpRequest, campaign_id: int):
 )
 def campaign_schedule(request: HttpRequest, campaign_id: int, payload: ScheduleIn):
     """409 with the reason when the campaign cannot be scheduled; 422 for a time without a zone."""
-    campaign = get_or_404(request, Campaign, pk=campaign_id)
+    campaign = get_or_404(request, _CAMPAIGNS, pk=campaign_id)
     when = payload.send_at
     if timezone.is_naive(when):
         raise Problem(

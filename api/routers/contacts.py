@@ -22,7 +22,14 @@ from ninja import Field, Query, Schema, Status
 from api.auth import Router, needs
 from api.problems import Problem
 from audiences.models import Contact, Subscription
-from audiences.sync import SYNC_MAX_CONTACTS, SyncError, contact_erase, contacts_sync
+from audiences.sync import (
+    SYNC_MAX_CONTACTS,
+    SYNC_RUN_HOURS,
+    SyncError,
+    SyncRunConflict,
+    contact_erase,
+    contacts_sync,
+)
 from organisations import audit
 from organisations.models import Role
 from organisations.scope import get_or_404
@@ -76,6 +83,17 @@ class SyncIn(Schema):
     contacts: list[Any] = Field(
         description=f"Up to {SYNC_MAX_CONTACTS:,} objects: external_id, email, first_name, last_name, "
         "attributes, lists."
+    )
+    run: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Replace mode, more contacts than one call takes: an id you choose for the run, the same in "
+        "each of its calls. Each call adds and updates; the call with `final: true` removes the members no call "
+        f"named, and ends the run. A run not finished within {SYNC_RUN_HOURS} hours is abandoned (nothing removed).",
+    )
+    final: bool | None = Field(
+        None, description="With `run` (required there): true on the run's last call, false on the others."
     )
 
 
@@ -178,18 +196,22 @@ def contacts_sync_post(request: HttpRequest, body: SyncIn):
     """Rows that cannot be applied come back in `rejected` with their index and reason; the others
     are applied. Nobody who unsubscribed, bounced, complained or is suppressed is subscribed again,
     and the same call twice changes nothing the second time. `mode=replace` makes the lists named
-    in `lists` hold exactly the payload's members of them (the others leave them: not an unsubscribe)."""
+    in `lists` hold exactly the payload's members of them (the others leave them: not an unsubscribe);
+    with a `run`, exactly the members named in any of the run's calls, when its `final` call comes.
+    409 for a call that does not fit its run (unknown or abandoned run, other lists)."""
     if len(body.contacts) > SYNC_MAX_CONTACTS:
         raise Problem(
             413,
             f"This call has {len(body.contacts):,} contacts; the limit is {SYNC_MAX_CONTACTS:,} per call. "
-            "Send them in several calls (with mode=replace, name the lists only in a call holding all their members).",
+            "Send them in several calls (with mode=replace, give every call the same `run` id and "
+            "`final: false`, and the last one `final: true`).",
         )
-    report = _sync(request, body.contacts, mode=body.mode, list_names=body.lists)
+    report = _sync(request, body.contacts, mode=body.mode, list_names=body.lists, run=body.run, final=body.final)
+    run = f", run “{body.run}”{' final call' if body.final else ''}" if body.run else ""
     audit.record(
         request,
         audit.Action.IMPORT,
-        f"API sync ({body.mode}) with key {request.api_key.prefix}: {report.created} created, "
+        f"API sync ({body.mode}{run}) with key {request.api_key.prefix}: {report.created} created, "
         f"{report.updated} updated, {report.unchanged} unchanged, {len(report.rejected)} rejected, "
         f"{report.removed_from_lists} list memberships ended",
         object_type="contact",
@@ -205,7 +227,15 @@ def contacts_sync_post(request: HttpRequest, body: SyncIn):
     }
 
 
-def _sync(request: HttpRequest, items: list, *, mode: str, list_names: list[str]):
+def _sync(
+    request: HttpRequest,
+    items: list,
+    *,
+    mode: str,
+    list_names: list[str],
+    run: str | None = None,
+    final: bool | None = None,
+):
     try:
         return contacts_sync(
             organisation_id=request.organisation.pk,
@@ -213,7 +243,11 @@ def _sync(request: HttpRequest, items: list, *, mode: str, list_names: list[str]
             mode=mode,
             list_names=list_names,
             source=f"API key {request.api_key.prefix}",
+            run=run,
+            final=final,
         )
+    except SyncRunConflict as error:
+        raise Problem(409, f"Nothing was written: {error}.") from None
     except SyncError as error:
         raise Problem(422, f"Nothing was written: {error}.") from None
 

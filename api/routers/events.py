@@ -22,7 +22,10 @@ class FeedItemOut(Schema):
     cursor: str = Field(description="Pass as `after` to resume after this item.")
     type: str = Field(description=", ".join(FEED_TYPES))
     occurred_at: datetime
-    data: dict = Field(description="email, campaign_id, campaign_name, bounce_type, … (strings as received)")
+    data: dict = Field(
+        description="email, campaign_id, campaign_name, message_id (a single message's id, else null), bounce_type, … "
+        "(strings as received)"
+    )
 
 
 class FeedPage(Schema):

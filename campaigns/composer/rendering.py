@@ -404,8 +404,12 @@ def preheader_html(preheader: str) -> str:
     )
 
 
-def layout_source(layout: Layout, *, body: str, preheader: str, sender: str = "") -> str:
-    """The layout with its design tokens filled in and the body in place of ``{{ content }}``."""
+def layout_source(layout: Layout, *, body: str, preheader: str, sender: str = "", postal_address: str = "") -> str:
+    """The layout with its design tokens filled in and the body in place of ``{{ content }}``.
+
+    ``postal_address`` is the sending organisation's (its page); the installation's ``POSTAL_ADDRESS``
+    when it has none. Its lines are joined with commas, and braces dropped: the layout is compiled
+    as a template, and an address is typed by an organisation's administrators."""
     logo = (
         f'<img src="{html.escape(layout.logo_url)}" alt="{html.escape(sender or layout.name)}" height="48">'
         if layout.logo_url
@@ -415,7 +419,7 @@ def layout_source(layout: Layout, *, body: str, preheader: str, sender: str = ""
         "content": body,
         "preheader": preheader_html(preheader),
         "logo": logo,
-        "postal_address": html.escape(settings.POSTAL_ADDRESS),
+        "postal_address": html.escape(_postal_line(postal_address.strip() or settings.POSTAL_ADDRESS)),
         "primary_colour": html.escape(layout.primary_colour),
         "background_colour": html.escape(layout.background_colour),
         "text_colour": html.escape(layout.text_colour),
@@ -436,6 +440,11 @@ def layout_source(layout: Layout, *, body: str, preheader: str, sender: str = ""
     return source
 
 
+def _postal_line(address: str) -> str:
+    lines = (line.strip().rstrip(",") for line in address.splitlines())
+    return re.sub(r"[{}]", "", ", ".join(line for line in lines if line))
+
+
 def _after_body_tag(source: str, insert: str) -> str:
     match = re.search(r"<body\b[^>]*>", source, re.I)
     if not match:
@@ -452,7 +461,13 @@ def campaign_html_source(campaign: Campaign) -> str:
     layout = campaign_layout(campaign)
     sender = campaign.from_email.rpartition("<")[0].strip().strip('"') or campaign.from_email
     if layout is not None:
-        return layout_source(layout, body=campaign.html_body, preheader=campaign.preheader, sender=sender)
+        return layout_source(
+            layout,
+            body=campaign.html_body,
+            preheader=campaign.preheader,
+            sender=sender,
+            postal_address=campaign.organisation.postal_address,  # the sending organisation's footer
+        )
     return preheader_html(campaign.preheader) + campaign.html_body
 
 
@@ -626,14 +641,27 @@ def merge_context(*, first_name: str, last_name: str, email: str, attributes, li
 
 
 def recipient_context(recipient: Recipient, *, online_copy: bool = False) -> dict:
-    """The recipient's merge fields; ``online_copy`` for the view-online page (see ``recipient_links``)."""
+    """The recipient's merge fields; ``online_copy`` for the view-online page (see ``recipient_links``).
+
+    A single message (API) brings its own fields (``merge_data``); a campaign's come from the contact.
+    """
+    links = recipient_links(recipient.pk, online_copy=online_copy)
+    data = recipient.merge_data
+    if isinstance(data, dict):
+        return merge_context(
+            first_name=str(data.get("first_name") or ""),
+            last_name=str(data.get("last_name") or ""),
+            email=recipient.email,
+            attributes=data.get("attributes") or {},
+            links=links,
+        )
     contact = recipient.contact
     return merge_context(
         first_name=contact.first_name if contact else "",
         last_name=contact.last_name if contact else "",
         email=recipient.email,
         attributes=contact.attributes if contact else {},
-        links=recipient_links(recipient.pk, online_copy=online_copy),
+        links=links,
     )
 
 

@@ -50,7 +50,7 @@ from campaigns.composer.rendering import (
     preview_context,
     render_for,
 )
-from campaigns.delivery.testsend import TEST_SUBJECT_PREFIX, campaign_test_send
+from campaigns.delivery.testsend import TEST_SUBJECT_PREFIX, TestSendRefused, campaign_test_send
 from campaigns.forms import AttachmentForm, LayoutForm, SaveTemplateForm, TestSendForm
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout
 from campaigns.selectors import attachments_of, layouts_of, templates_of
@@ -207,7 +207,7 @@ def test_send(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(back)
     try:
         results = campaign_test_send(campaign=campaign, addresses=form.cleaned_data["addresses"], contact=contact)
-    except TemplateProblem as problem:
+    except (TemplateProblem, TestSendRefused) as problem:
         messages.error(request, f"Nothing was sent: {problem}")
         return redirect(back)
     sent = [r.address for r in results if r.ok]

@@ -46,7 +46,6 @@ from audiences.models import Contact, Subscription, Suppression
 from campaigns.composer.rendering import recipient_context
 from campaigns.delivery import ratelimit
 from campaigns.delivery.claims import (
-    claim,
     database_datetime,
     heartbeat,
     heartbeat_interval,
@@ -57,17 +56,21 @@ from campaigns.delivery.claims import (
 from campaigns.delivery.errors import Outcome, classify_error
 from campaigns.delivery.mime import CampaignMessage, campaign_outbox_template, campaign_tags, prepare_campaign
 from campaigns.delivery.ses import max_calls_in_flight, ses_connection, thread_pool
+from campaigns.delivery.shares import campaign_share, campaign_waiting_for_worker
 from campaigns.models import Campaign, Recipient
+from campaigns.quotas import QuotaRoom, claim_within_quota
 from campaigns.selectors import audience_foreign_parts
 from campaigns.services import (
     CampaignError,
     campaign_finish_if_done,
     campaign_pause,
+    campaign_pause_for_quota,
     dispatchers_start,
     foreign_parts_message,
 )
 from common import shutdown
-from stats.counters import counters_locked, outcomes_add
+from organisations.models import Organisation
+from stats.counters import counters_locked, outcomes_add, usage_add
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,17 @@ LATE_SECONDS = 0.1
 STATUS_CHECK_SECONDS = 0.25
 # How long a dispatcher keeps reconnecting to a database that dropped it before giving up.
 DATABASE_RETRY_SECONDS = 60.0
+# The express lane (single messages ahead of bulk work): how often every dispatcher looks, how
+# long it may spend on one message, and how many messages it takes per look.
+EXPRESS_CHECK_SECONDS = 0.5
+EXPRESS_SECONDS = 5.0
+EXPRESS_BATCH = 50
+# A campaign whose dispatch tasks wait in the queue while other campaigns' dispatchers hold every
+# worker: a dispatcher that has worked YIELD_AFTER_SECONDS looks every YIELD_CHECK_SECONDS and hands
+# its worker over (shares.campaign_waiting_for_worker), so a club's note does not wait for
+# SEND_TASK_SECONDS behind a national newsletter.
+YIELD_AFTER_SECONDS = 2.0
+YIELD_CHECK_SECONDS = 1.0
 
 
 def _with_database[T](action: Callable[[], T], *, what: str) -> T:
@@ -116,6 +130,12 @@ def campaign_dispatch(*, campaign_id: int, seconds: float | None = None) -> str:
     "finished", "stopped" (paused, cancelled or the worker is stopping), "continued" (a new
     task carries on) or "idle" (the rest is in other dispatchers' hands)."""
     deadline = time.monotonic() + (seconds or settings.SEND_TASK_SECONDS)
+    dispatcher = _dispatcher_for(campaign_id, deadline=deadline)
+    return dispatcher.run() if isinstance(dispatcher, Dispatcher) else dispatcher
+
+
+def _dispatcher_for(campaign_id: int, *, deadline: float, express: bool = False) -> Dispatcher | str:
+    """The campaign's dispatcher, ready to run; or why there is none ("stopped")."""
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status != Campaign.Status.SENDING:
         return "stopped"
@@ -133,7 +153,8 @@ def campaign_dispatch(*, campaign_id: int, seconds: float | None = None) -> str:
     campaign_outbox_template(campaign)
     prepared = prepare_campaign(campaign)
     ses_connection()  # made before the first slot (110-130 ms): a cold client makes the first sends late
-    return Dispatcher(prepared, list_ids=_lists_to_stay_on(campaign), deadline=deadline).run()
+    kind = ExpressDispatcher if express else Dispatcher
+    return kind(prepared, list_ids=_lists_to_stay_on(campaign), deadline=deadline)
 
 
 def _lists_to_stay_on(campaign: Campaign) -> list[int] | None:
@@ -205,6 +226,14 @@ class Dispatcher:
         self.checked_at = float("-inf")
         self.claim_after = float("-inf")
         self.ses_paused = False
+        self.express_at = time.monotonic()  # when to look for single messages waiting (express lane)
+        # The campaign's share of the rate while others send too (shares.py); single messages take none.
+        self.share = 1.0
+        self.shared = prepared.campaign.kind == Campaign.Kind.CAMPAIGN
+        # When to look first for a campaign waiting for a worker this dispatcher holds (it works a
+        # little first, so that two campaigns never just swap workers back and forth).
+        self.yield_check_at = time.monotonic() + YIELD_AFTER_SECONDS
+        self.weight = organisation_weight(prepared.campaign.organisation_id) if self.shared else 1
 
     def run(self) -> str:
         try:
@@ -216,6 +245,8 @@ class Dispatcher:
                 reason = self._stop_reason()
                 if reason:
                     return self._wind_down(reason)
+                if time.monotonic() >= self.express_at:
+                    self._express()
                 if len(self.pending) <= self.group and time.monotonic() >= self.claim_after:
                     self._claim()
                 if self.pending:
@@ -236,7 +267,22 @@ class Dispatcher:
     # --- feeding
 
     def _claim(self) -> None:
-        claimed = _with_database(lambda: claim(campaign_id=self.campaign_id, limit=self.claim_limit), what="claim")
+        organisation_id = self.prepared.campaign.organisation_id
+        claimed = _with_database(
+            lambda: claim_within_quota(
+                campaign_id=self.campaign_id, organisation_id=organisation_id, limit=self.claim_limit
+            ),
+            what="claim",
+        )
+        if isinstance(claimed, QuotaRoom):  # the organisation's quota is used up
+            self.claim_after = time.monotonic() + 0.5
+            if claimed.used_up and not (self.pending or self.in_flight or self.results):
+                # Sent messages fill it and this dispatcher holds nothing more: pause until it renews
+                # (while others' claims count, they may still give some back: wait and look again).
+                campaign_id = self.campaign_id
+                _with_database(lambda: campaign_pause_for_quota(campaign_id=campaign_id, room=claimed), what="pausing")
+                self.checked_at = float("-inf")  # the next status check stops this dispatcher
+            return
         if not claimed:
             self.claim_after = time.monotonic() + 0.5
             return
@@ -264,7 +310,18 @@ class Dispatcher:
         if self.slot and time.time() > self._due() + self.slot_late:
             self.slot = 0  # fell behind its slot (no thread was free): late sends would bunch up
         if self.slot == 0:
-            count = min(self.group, len(self.pending))
+            if self.share < 1.0:
+                # Others send too: this campaign's own clock paces it at its share first.
+                share_rate = self.rate * self.share
+                count = min(ratelimit.chunk_size(share_rate, settings.SEND_BATCH_SIZE), len(self.pending))
+                _with_database(
+                    lambda: ratelimit.wait_for_slot(
+                        count, rate=share_rate, name=ratelimit.share_clock(self.campaign_id)
+                    ),
+                    what="share of the rate",
+                )
+            else:
+                count = min(self.group, len(self.pending))
             self.slot_start = _with_database(
                 lambda: ratelimit.wait_for_slot(count, rate=self.rate), what="rate limiter"
             )
@@ -350,6 +407,29 @@ class Dispatcher:
         if not keep_going:
             self.ses_paused = True
 
+    # --- the express lane
+
+    def _express(self) -> None:
+        """Send the single messages waiting (API), ahead of this dispatcher's own work.
+
+        Every dispatcher looks twice a second, so a message waits for neither a free worker nor
+        the bulk queue: while every worker runs a large campaign's dispatchers, one of them sends it
+        within about a second, through the same claims, limiter slot, suppression check and
+        recording (one of them wins each message's claim; the others find nothing). The message's
+        own dispatch task does the same when a worker is free first.
+        """
+        self.express_at = time.monotonic() + EXPRESS_CHECK_SECONDS
+        waiting = _with_database(lambda: express_due(exclude=self.campaign_id), what="express lane")
+        for campaign_id in waiting:
+            if shutdown.stop_requested():
+                return
+            try:
+                dispatcher = _dispatcher_for(campaign_id, deadline=time.monotonic() + EXPRESS_SECONDS, express=True)
+                if isinstance(dispatcher, Dispatcher):
+                    dispatcher.run()
+            except Exception:  # its own dispatch task (or the engine tick) takes it up; ours goes on
+                logger.exception("campaign %s: a single message could not be sent in the express lane", campaign_id)
+
     # --- ownership
 
     def _beat(self) -> None:
@@ -379,8 +459,21 @@ class Dispatcher:
             return "deadline"
         if now - self.checked_at >= STATUS_CHECK_SECONDS:
             self.checked_at = now
-            if not _with_database(lambda: _still_sending(self.campaign_id), what="campaign status"):
+            wanting = bool(self.pending)
+            if not _with_database(lambda: _still_sending(self.campaign_id, wanting=wanting), what="campaign status"):
                 return "stopped"
+            if self.shared:
+                campaign = self.prepared.campaign
+                self.share = _with_database(
+                    lambda: campaign_share(campaign, weight=self.weight), what="share of the rate"
+                )
+                if now >= self.yield_check_at:
+                    self.yield_check_at = now + YIELD_CHECK_SECONDS
+                    if _with_database(lambda: campaign_waiting_for_worker(exclude=campaign.pk), what="waiting"):
+                        # Another campaign waits for a worker that this one's dispatchers hold: hand
+                        # over now, as at the deadline (the continuation queues behind its tasks).
+                        logger.info("campaign %s: a dispatcher hands its worker to a waiting campaign", campaign.pk)
+                        return "deadline"
         return ""
 
     def _nothing_to_claim(self) -> str:
@@ -454,11 +547,54 @@ class Dispatcher:
             self.held[token] -= set(ids)
 
 
-def _still_sending(campaign_id: int) -> bool:
-    updated = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
-        heartbeat_at=timezone.now()
+class ExpressDispatcher(Dispatcher):
+    """A single message's dispatcher run inside another dispatcher's loop (the express lane): it
+    sends what it can claim now and returns; it never waits for retries or others' claims (the
+    message's own dispatch task and the engine tick look after those), nor runs a lane itself."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.express_at = float("inf")
+
+    def _nothing_to_claim(self) -> str:
+        campaign_id = self.campaign_id
+        if _with_database(lambda: campaign_finish_if_done(campaign_id=campaign_id), what="finishing"):
+            return "finished"
+        return "idle"
+
+
+def express_due(*, exclude: int | None = None) -> list[int]:
+    """Single messages (campaigns of kind "message") with a recipient due now, oldest first.
+
+    Two small reads: the sending campaigns (status index), then their due recipients (work index).
+    """
+    sending = Campaign.objects.filter(status=Campaign.Status.SENDING, kind=Campaign.Kind.MESSAGE)
+    if exclude is not None:
+        sending = sending.exclude(pk=exclude)
+    ids = list(sending.order_by("pk").values_list("pk", flat=True)[:EXPRESS_BATCH])
+    if not ids:
+        return []
+    due = (
+        Recipient.objects.filter(campaign_id__in=ids, status=Recipient.Status.QUEUED)
+        .exclude(not_before__gt=timezone.now())
+        .values_list("campaign_id", flat=True)
     )
+    return sorted(set(due))
+
+
+def _still_sending(campaign_id: int, *, wanting: bool = False) -> bool:
+    """Beat the campaign (the tick sees its dispatchers alive); ``wanting``: it holds unsent messages,
+    so it keeps its share of the rate (shares.py). False if it is no longer sending."""
+    now = timezone.now()
+    beats = {"heartbeat_at": now, "demand_at": now} if wanting else {"heartbeat_at": now}
+    updated = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(**beats)
     return bool(updated)
+
+
+def organisation_weight(organisation_id: int) -> int:
+    """The organisation's weight in the shares of the rate (site operators set it; 1 by default)."""
+    weight = Organisation.objects.filter(pk=organisation_id).values_list("send_weight", flat=True).first()
+    return max(int(weight or 1), 1)
 
 
 def _skip_unreachable(
@@ -564,6 +700,9 @@ def _record(campaign: Campaign, outcomes: list[Outcome]) -> bool:
         sent = sum(status == Recipient.Status.SENT for status in written.values())
         outcomes_add(campaign_id=campaign.pk, sent=sent, failed=len(written) - sent)
         _write_retries(campaign.pk, again, now)
+        # The organisation's usage row last (every writer takes it last): it is shared by all the
+        # organisation's dispatchers and webhook batches, so it is held for the commit only.
+        usage_add(organisation_id=campaign.organisation_id, sent=sent)
     if pause_reasons:
         try:
             campaign_pause(campaign_id=campaign.pk, reason=pause_reasons[0])

@@ -22,6 +22,10 @@ PAUSE_CODES = {
     "MailFromDomainNotVerified",
 }
 
+# SES_TENANTS: a send naming a tenant that a resource of the message is not associated with.
+TENANT_CODES = {"BadRequestException", "NotFoundException"}
+TENANT_HINT = "Run `manage.py ses_setup --tenants-only` (it associates the organisation's senders), then resume."
+
 
 @dataclass
 class Outcome:
@@ -45,6 +49,10 @@ def classify_error(error: Exception, recipient: Recipient) -> Outcome:
             return Outcome(recipient, "pause", reason="The SES daily sending quota is used up. " + _quota_hint())
         if code in PAUSE_CODES:
             return Outcome(recipient, "pause", reason=f"SES refused to send: {code}: {message}"[:500])
+        if code in TENANT_CODES and "tenant" in message.lower():
+            # A resource the message names is not associated with the organisation's SES tenant: every
+            # message of the campaign would be refused alike (a setup gap, not the recipient's fault).
+            return Outcome(recipient, "pause", reason=f"SES refused to send: {code}: {message} {TENANT_HINT}"[:500])
         if code in THROTTLE_CODES or "maximum sending rate" in message.lower():
             # Not a failure: back off (growing with repeated throttles) and try again.
             delay = min(60.0, 0.5 * 2.0 ** min(recipient.attempts, 7))

@@ -27,7 +27,7 @@ from campaigns.composer.rendering import (
     compile_campaign,
     render_for,
 )
-from campaigns.models import Campaign, Recipient
+from campaigns.models import Campaign, Recipient, SesTenant
 
 
 def campaign_tags(campaign_id: int, recipient_id: int) -> str:
@@ -76,8 +76,11 @@ class PreparedMessage:
     header parsing and generator, the largest per-message costs in the profile.
     """
 
-    def __init__(self, *, from_email: str, to: str, raw: bytes, configuration_set: str | None) -> None:
+    def __init__(
+        self, *, from_email: str, to: str, raw: bytes, configuration_set: str | None, tenant: str = ""
+    ) -> None:
         self.from_email = from_email
+        self.ses_tenant = tenant  # SES_TENANTS: the SendEmail call names it (ses.TenantNameBackend)
         self.to = [to]
         self.cc: list[str] = []
         self.bcc: list[str] = []
@@ -108,6 +111,7 @@ class CampaignMessage:
     head: bytes  # From, Reply-To, MIME-Version, configuration set
     boundary: str
     attachment_parts: list[bytes] = field(default_factory=list)
+    tenant_name: str = ""  # the organisation's SES tenant (SES_TENANTS=1), named on every send
 
     def build(self, recipient: Recipient, context: dict, date: str) -> PreparedMessage | EmailMultiAlternatives:
         """A recipient's message: tagged for the campaign's figures, with one-click unsubscribe."""
@@ -134,7 +138,9 @@ class CampaignMessage:
         subject = subject_prefix + rendered.subject
         if not to.isascii() or "\n" in to or "\r" in to:
             headers = _headers(tags=tags, unsubscribe_url=unsubscribe_url, one_click=one_click)
-            return build_message(self.campaign, rendered, to=to, subject=subject, headers=headers)
+            message = build_message(self.campaign, rendered, to=to, subject=subject, headers=headers)
+            message.ses_tenant = self.tenant_name  # read by ses.TenantNameBackend, never sent as a header
+            return message
         headers = [
             self.head,
             b"To: ",
@@ -156,6 +162,7 @@ class CampaignMessage:
             to=to,
             raw=b"".join(headers + self._body(rendered)),
             configuration_set=settings.AWS_SES_CONFIGURATION_SET,
+            tenant=self.tenant_name,
         )
 
     def _body(self, rendered: RenderedMessage) -> list[bytes]:
@@ -220,7 +227,16 @@ def prepare_campaign(campaign: Campaign, compiled: CompiledCampaign | None = Non
         head=("\r\n".join(head) + "\r\n").encode("utf-8"),
         boundary=f"=_cobalt_{campaign.pk}_{uuid.uuid4().hex}",
         attachment_parts=[_attachment_part(*attachment) for attachment in compiled.attachments],
+        tenant_name=_tenant_name(campaign.organisation_id),
     )
+
+
+def _tenant_name(organisation_id: int) -> str:
+    """The organisation's SES tenant, once per campaign (no query while SES_TENANTS is off). An
+    organisation whose tenant is not made yet sends under the account, as without tenants."""
+    if not settings.SES_TENANTS:
+        return ""
+    return SesTenant.objects.filter(organisation_id=organisation_id).values_list("tenant_name", flat=True).first() or ""
 
 
 def campaign_outbox_template(campaign: Campaign) -> EmailTemplate:

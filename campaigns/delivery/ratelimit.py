@@ -82,32 +82,40 @@ def chunk_size(rate: float, batch: int) -> int:
     return max(1, min(batch, math.floor(rate / 10)))
 
 
-def reserve(count: int, *, rate: float | None = None) -> float:
+def reserve(count: int, *, rate: float | None = None, name: str = LIMITER_NAME) -> float:
     """Reserve ``count`` sends; returns the wall-clock time (``time.time()``) they may start.
 
-    Blocks while the clock is more than a horizon ahead (see the module docstring).
+    Blocks while the clock is more than a horizon ahead (see the module docstring). ``name``: the
+    installation's clock (the default), or a campaign's share clock (``share_clock``).
     """
     rate = rate or send_rate()
     span = count / rate
     horizon = max(HORIZON_SECONDS, span)
     attempt = _attempt_redis if settings.RATE_LIMITER == "redis" else _attempt_database
     while True:
-        granted, when = attempt(span, horizon)
+        granted, when = attempt(span, horizon, name)
         if granted:
             return when
         time.sleep(min(horizon, max(0.001, when - time.time())))
 
 
-def wait_for_slot(count: int, *, rate: float | None = None) -> float:
+def wait_for_slot(count: int, *, rate: float | None = None, name: str = LIMITER_NAME) -> float:
     """Wait until ``count`` messages may leave; returns the start of their slot."""
-    start = reserve(count, rate=rate)
+    start = reserve(count, rate=rate, name=name)
     delay = start - time.time()
     if delay > 0:
         time.sleep(delay)
     return start
 
 
-def _attempt_database(span: float, horizon: float) -> tuple[bool, float]:
+def share_clock(campaign_id: int) -> str:
+    """The name of a campaign's own clock, which paces it at its share of the rate (``engine.py``).
+
+    Only the installation's clock guards SES's limit; a lost share clock restarts at once."""
+    return f"share:{campaign_id}"
+
+
+def _attempt_database(span: float, horizon: float, name: str = LIMITER_NAME) -> tuple[bool, float]:
     """One conditional UPDATE … RETURNING moves the clock (PostgreSQL, SQLite >= 3.35).
 
     Returns (True, slot start) or (False, when to ask again).
@@ -118,14 +126,16 @@ def _attempt_database(span: float, horizon: float) -> tuple[bool, float]:
     start = "(CASE WHEN next_free > %s THEN next_free ELSE %s END)"
     sql = f"UPDATE {table} SET next_free = {start} + %s WHERE name = %s AND {start} + %s <= %s RETURNING next_free"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, now, span, LIMITER_NAME, now, now, span, now + horizon])
+        cursor.execute(sql, [now, now, span, name, now, now, span, now + horizon])
         row = cursor.fetchone()
     if row is not None:
         return True, float(row[0]) - span
-    next_free = SendRateState.objects.filter(name=LIMITER_NAME).values_list("next_free", flat=True).first()
+    next_free = SendRateState.objects.filter(name=name).values_list("next_free", flat=True).first()
     if next_free is None:  # first use, or the row was deleted
-        _log_lost_clock(horizon)
-        state, _ = SendRateState.objects.get_or_create(name=LIMITER_NAME, defaults={"next_free": now + horizon})
+        restart = now + horizon if name == LIMITER_NAME else now
+        if name == LIMITER_NAME:
+            _log_lost_clock(horizon)
+        state, _ = SendRateState.objects.get_or_create(name=name, defaults={"next_free": restart})
         next_free = state.next_free
     return False, next_free + span - horizon
 
@@ -138,7 +148,7 @@ def _log_lost_clock(horizon: float) -> None:
     )
 
 
-# KEYS[1]: the clock; ARGV: now, span, horizon (seconds).
+# KEYS[1]: the clock; ARGV: now, span, horizon (seconds), and how far ahead a missing clock restarts.
 # Returns {1, slot start} or {0, when to ask again}, and 1 as a third item if the clock was missing.
 # Numbers travel as strings with microseconds: Lua's tostring keeps only 14 digits (0.1 ms).
 _REDIS_SCRIPT = """
@@ -151,7 +161,7 @@ local next_free
 if stored then
   next_free = tonumber(stored)
 else
-  next_free = now + horizon
+  next_free = now + tonumber(ARGV[4])
   lost = 1
   redis.call('SET', KEYS[1], string.format('%.6f', next_free), 'EX', 86400)
 end
@@ -176,17 +186,20 @@ def _redis_script():
     return _redis().register_script(_REDIS_SCRIPT)
 
 
-def redis_key() -> str:
+def redis_key(name: str = LIMITER_NAME) -> str:
     if settings.TESTING:  # test runs share one Redis: each run (its queue name has its suffix) has its own clock
-        return f"cobalt:ratelimit:{settings.Q_CLUSTER['name']}:{LIMITER_NAME}"
-    return f"cobalt:ratelimit:{LIMITER_NAME}"
+        return f"cobalt:ratelimit:{settings.Q_CLUSTER['name']}:{name}"
+    return f"cobalt:ratelimit:{name}"
 
 
-def _attempt_redis(span: float, horizon: float) -> tuple[bool, float]:
+def _attempt_redis(span: float, horizon: float, name: str = LIMITER_NAME) -> tuple[bool, float]:
     # The Redis server's clock would be safer across machines, but TIME is not allowed before a
     # write in old Redis scripts; machines here run NTP and slots are a fraction of a second.
-    granted, when, lost = _redis_script()(keys=[redis_key()], args=[repr(time.time()), repr(span), repr(horizon)])
-    if int(lost):
+    restart = horizon if name == LIMITER_NAME else 0.0  # a share clock may restart at once
+    granted, when, lost = _redis_script()(
+        keys=[redis_key(name)], args=[repr(time.time()), repr(span), repr(horizon), repr(restart)]
+    )
+    if int(lost) and name == LIMITER_NAME:
         _log_lost_clock(horizon)
     return bool(int(granted)), float(when)
 

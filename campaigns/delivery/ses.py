@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ def ses_connection():
         repr(settings.MAILERS.get(alias)),
         settings.AWS_SES_REGION_ENDPOINT_URL,
         _use_ses_v2(),
+        settings.SES_TENANTS,
         settings.SES_CONNECT_TIMEOUT,
         settings.SES_READ_TIMEOUT,
     )
@@ -76,8 +78,32 @@ def _new_backend(alias: str):
     backend_class = import_string(config.get("BACKEND", "django.core.mail.backends.locmem.EmailBackend"))
     if issubclass(backend_class, SESBackend) and not getattr(settings, "AWS_SES_CONFIG", None):
         options = {"aws_config": _botocore_config(), "use_ses_v2": _use_ses_v2(), **config.get("OPTIONS", {})}
+        if settings.SES_TENANTS:
+            backend_class = _naming_tenants(backend_class)
         return backend_class(**options)
     return mailers[alias]
+
+
+class TenantNameBackend:
+    """Adds ``TenantName`` to the SESv2 SendEmail call of a message that carries ``ses_tenant``.
+
+    The tenant rides on the message object (set by ``mime.CampaignMessage.assemble``), never in a
+    header: a header would go out in the email itself. Only with ``SES_TENANTS=1``, which requires
+    API v2 (v1 SendRawEmail has no tenant parameter).
+    """
+
+    def _get_v2_parameters(self, message, source, email_feedback):
+        parameters = super()._get_v2_parameters(message, source, email_feedback)
+        tenant = getattr(message, "ses_tenant", "")
+        if tenant:
+            parameters["TenantName"] = tenant
+        return parameters
+
+
+@functools.cache
+def _naming_tenants(backend_class: type) -> type:
+    """``backend_class`` (django-ses's backend or a subclass of it) naming tenants on its sends."""
+    return type(f"Tenant{backend_class.__name__}", (TenantNameBackend, backend_class), {})
 
 
 def _use_ses_v2() -> bool:

@@ -2,7 +2,8 @@
 
 They take the real path (the campaign's MIME, a post_office ``Email`` row with its ``Log``,
 django-ses, SES) but create no ``Recipient`` rows and carry no ``campaign=`` message tag, so the
-campaign's figures and the event matching never see them.
+campaign's figures and the event matching never see them. Each one SES accepts counts in its
+organisation's usage (``test_sent``: quotas count test messages too).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from email.utils import formatdate
 
 from botocore.exceptions import ClientError
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from post_office.models import STATUS as OUTBOX_STATUS
 from post_office.models import Email as OutboxEmail
@@ -22,6 +24,9 @@ from campaigns.composer.rendering import preview_context, render_for
 from campaigns.delivery.mime import prepare_campaign
 from campaigns.delivery.ses import ses_connection
 from campaigns.models import Campaign
+from campaigns.quotas import quota_refusal
+from organisations.reputation import hold_refusal  # the check campaigns.services.organisation_hold_check makes
+from stats.counters import usage_add
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -33,8 +38,19 @@ class TestSendResult:
     detail: str  # the SES message id, or the error
 
 
+class TestSendRefused(Exception):
+    """Nothing may be sent (the organisation's quota); the message says why, for staff."""
+
+
 def campaign_test_send(*, campaign: Campaign, addresses: list[str], contact: Contact | None) -> list[TestSendResult]:
-    """Send the campaign rendered for ``contact`` (or the sample contact) to each address."""
+    """Send the campaign rendered for ``contact`` (or the sample contact) to each address.
+
+    Test messages count toward the organisation's quotas: none is sent if they do not all fit."""
+    refusal = hold_refusal(campaign.organisation_id) or quota_refusal(
+        campaign.organisation_id, len(addresses), what="test messages"
+    )
+    if refusal:
+        raise TestSendRefused(refusal)
     prepared = prepare_campaign(campaign)
     context = preview_context(contact)
     rendered = render_for(prepared.compiled, context)
@@ -67,7 +83,9 @@ def campaign_test_send(*, campaign: Campaign, addresses: list[str], contact: Con
             results.append(TestSendResult(address, False, reason))
             continue
         message_id = message.extra_headers.get("message_id", "")
-        _record(outbox, ok=True, detail=message_id)
+        with transaction.atomic():
+            _record(outbox, ok=True, detail=message_id)
+            usage_add(organisation_id=campaign.organisation_id, test_sent=1)
         results.append(TestSendResult(address, True, message_id))
     return results
 

@@ -44,8 +44,12 @@ def operations() -> list[tuple[str, str, str]]:
 def a_objects(club: Organisation) -> dict[str, str]:
     """Organisation A's objects, by the path parameter that names them (extend with new ones)."""
     from audiences.models import Contact, ContactList, Segment
-    from campaigns.models import Campaign
+    from campaigns.models import Campaign, CampaignTemplate
+    from campaigns.services import message_send
 
+    template = CampaignTemplate.objects.create(
+        organisation=club, name="Walk template", subject="s", html_body="<p>x</p>"
+    )
     return {
         "list": ContactList.objects.create(organisation=club, name="Walk list").pk,
         "segment": Segment.objects.create(organisation=club, name="Walk segment", rules=[]).pk,
@@ -54,6 +58,7 @@ def a_objects(club: Organisation) -> dict[str, str]:
         "external_id": Contact.objects.create(
             organisation=club, email="walk-member@example.org", external_id="walk-1"
         ).external_id,
+        "message": message_send(template=template, email="walk-message@example.org", from_email="a@b.example").pk,
     }
 
 
@@ -64,6 +69,7 @@ PATH_OBJECTS: dict[str, str] = {
     "campaign_id": "campaign",
     "email": "email",
     "external_id": "external_id",
+    "message_id": "message",
 }
 
 

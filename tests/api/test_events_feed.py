@@ -163,6 +163,7 @@ def test_a_link_unsubscribe_and_a_finished_campaign_are_items(club, viewer, time
         "email": recipients[0].email,
         "campaign_id": campaign.pk,
         "campaign_name": campaign.name,
+        "message_id": None,  # a campaign's recipient, not a single message
         "source": "link",
     }
     assert items[1]["data"]["status"] == "sent"

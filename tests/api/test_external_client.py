@@ -15,7 +15,7 @@ import pytest
 from api import webhooks
 from api.keys import api_key_create
 from audiences.models import Contact, ContactList, Subscription
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignTemplate
 from organisations.models import Role
 from stats.models import CampaignStats
 from tests.api.test_webhooks import Receiver
@@ -167,3 +167,34 @@ def test_the_documented_nightly_sync_and_a_signed_webhook_work_against_a_live_se
         assert sorted(item["type"] for item in receiver.events()) == ["bounce", "complaint"]
     finally:
         receiver.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_documented_entry_confirmation_queues_one_message_however_often_it_is_retried(live_server, club, ses):
+    template = CampaignTemplate.objects.create(
+        organisation=club,
+        name="Entry confirmed",
+        subject="Your entry for {{ attributes.race }}",
+        html_body="<p>Hello {{ first_name }}, entry {{ attributes.entry }} for {{ attributes.race }} is in.</p>",
+    )
+    _, raw = api_key_create(organisation=club, role=Role.SENDER, name="Membership site")
+    namespace: dict = {}
+    exec(python_block(ROOT / "docs" / "api.md", "def send_entry_confirmation("), namespace)
+    member = types.SimpleNamespace(email="Ann@Riverside.example", first_name="Ann")
+    entry = types.SimpleNamespace(pk=41, number="R-41", member=member, race=types.SimpleNamespace(name="Novice 1x"))
+
+    sent = [
+        namespace["send_entry_confirmation"](entry, base_url=live_server.url, key=raw, template_id=template.pk)
+        for _ in range(2)  # a retry after a lost answer
+    ]
+
+    assert sent[0] == sent[1]
+    message = Campaign.objects.get(kind=Campaign.Kind.MESSAGE)
+    assert message.pk == sent[0]
+    recipient = message.recipients.get()
+    assert recipient.email == "ann@riverside.example"
+    assert recipient.merge_data == {
+        "first_name": "Ann",
+        "last_name": "",
+        "attributes": {"race": "Novice 1x", "entry": "R-41"},
+    }

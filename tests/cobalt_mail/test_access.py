@@ -46,7 +46,7 @@ from cobalt_mail.permissions import (
     VIEW_ROLES,
     required_role,
 )
-from organisations.models import AuditEntry, Membership, Organisation, Role, role_at_least
+from organisations.models import AuditEntry, Membership, Organisation, Role, SenderIdentity, role_at_least
 from stats.models import CampaignStats
 from tests.factories import (
     CampaignFactory,
@@ -62,7 +62,8 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "correct-horse-battery"
 ROLES = [Role.VIEWER, Role.EDITOR, Role.SENDER, Role.ADMINISTRATOR]
 # What the parent organisation may see of a child's campaign: its figures (aggregate reports).
-PARENT_MAY_SEE = frozenset({"reports:campaign", "reports:campaign_live"})
+# The parent's administrators also set a child organisation's quotas.
+PARENT_MAY_SEE = frozenset({"reports:campaign", "reports:campaign_live", "organisations:quota"})
 
 
 # --- the URLs ---------------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ def site_build(django_user_model) -> Site:
     users["B administrator"] = user("b.administrator", sibling, Role.ADMINISTRATOR)
     users["P administrator"] = user("p.administrator", parent, Role.ADMINISTRATOR)
     ids = {
+        "organisation": club.pk,
         "contact": contact.pk,
         "list": contact_list.pk,
         "segment": segment.pk,
@@ -201,6 +203,9 @@ def site_build(django_user_model) -> Site:
         "membership": Membership.objects.get(user=users[f"A {Role.VIEWER}"]).pk,
         "api_key": api_key.pk,
         "webhook": webhook.pk,
+        # A row only: the walk's "Check now" and "Remove" find no SES and say so (tests/organisations/test_senders.py
+        # talks to the local SES).
+        "sender_identity": SenderIdentity.objects.create(organisation=club, kind="domain", value="club-a.example").pk,
     }
     return Site(parent=parent, club=club, sibling=sibling, ids=ids, users=users)
 
@@ -208,6 +213,7 @@ def site_build(django_user_model) -> Site:
 @pytest.fixture
 def site(django_user_model, settings, tmp_path) -> Site:
     settings.MEDIA_ROOT = tmp_path
+    settings.AWS_SES_REGION_ENDPOINT_URL = "http://127.0.0.1:9"  # no SES here: refused at once, never AWS
     return site_build(django_user_model)
 
 
@@ -222,6 +228,10 @@ def object_for(name: str, parameter: str) -> str | None:
         if namespace == "webhooks":
             return "webhook"
         if namespace == "organisations":
+            if name.startswith("organisations:sender_"):
+                return "sender_identity"
+            if name == "organisations:quota":
+                return "organisation"
             return "membership" if name.startswith("organisations:member_") else None
         if namespace == "audiences":
             kind = name.split(":")[1].split("_")[0]  # contact_edit → contact, import_detail → import

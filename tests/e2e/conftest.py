@@ -203,6 +203,7 @@ STAFF_PAGES: dict[str, Callable[[dict], list]] = {
     "reports:compare": lambda data: [],
     "reports:campaign": lambda data: [data["sent"].pk],
     "reports:recipients": lambda data: [data["sent"].pk],
+    "reports:messages": lambda data: [],
     "audiences:index": lambda data: [],
     "audiences:contacts": lambda data: [],
     "audiences:contact_create": lambda data: [],
@@ -236,10 +237,15 @@ STAFF_PAGES: dict[str, Callable[[dict], list]] = {
     "organisations:members": lambda data: [],
     "organisations:children": lambda data: [],
     "organisations:audit": lambda data: [],
+    "organisations:usage": lambda data: [],
+    "organisations:senders": lambda data: [],
+    "organisations:sender_remove": lambda data: [data["sender_identity"].pk],
+    "organisations:quota": lambda data: [data["child"].pk],
     "api_keys:list": lambda data: [],
     "webhooks:list": lambda data: [],
     "webhooks:detail": lambda data: [data["webhook"].pk],
     "organisations:all": lambda data: [],
+    "organisations:reputation": lambda data: [],
 }
 
 
@@ -298,12 +304,18 @@ def site_data(staff_user) -> dict:
         background_colour="#eef6f2",
         logo_url=LOGO_URL,
     )
+    # Caused by the club's own mail (and staff): the club sees and lifts them although a child
+    # organisation exists (``_child_with_quotas``).
+    club_id = staff_user.memberships.get().organisation_id
     suppression = Suppression.objects.create(
         email="bounced.member.with.a.long.address@old-provider.example.net",
         reason=Suppression.Reason.HARD_BOUNCE,
         note="550 5.1.1 The email account that you tried to reach does not exist",
+        organisation_id=club_id,
     )
-    Suppression.objects.create(email="gone@example.org", reason=Suppression.Reason.MANUAL, created_by=staff_user)
+    Suppression.objects.create(
+        email="gone@example.org", reason=Suppression.Reason.MANUAL, created_by=staff_user, organisation_id=club_id
+    )
     CampaignTemplate.objects.create(name="Monthly newsletter", subject="News", html_body="<p>x</p>", layout=layout)
     job = ImportJob.objects.create(
         original_name="members-export-from-the-old-spreadsheet-2026-final-v3.csv",
@@ -415,7 +427,38 @@ def site_data(staff_user) -> dict:
         "other_sent": other_sent,
         "recipient": long_recipient,
         "webhook": _webhook_with_log(),
+        "sender_identity": _sender_domain_waiting_for_dns(),
+        "child": _child_with_quotas(),
     }
+
+
+def _sender_domain_waiting_for_dns():
+    """A long sender domain whose DKIM and MAIL FROM records are not published yet (the longest page)."""
+    from organisations.models import SenderIdentity, sole_organisation_id
+
+    return SenderIdentity.objects.create(
+        organisation_id=sole_organisation_id(),
+        kind=SenderIdentity.Kind.DOMAIN,
+        value="members.riverside-rowing-club.example.org",
+        dkim_tokens=["a" * 32, "b" * 32, "c" * 32],
+        dkim_status="PENDING",
+        mail_from_domain="mail.members.riverside-rowing-club.example.org",
+        mail_from_status="pending",
+    )
+
+
+def _child_with_quotas():
+    """A club below the staff member's organisation, with quotas (its parent's administrators set them)."""
+    from organisations.models import Organisation, sole_organisation_id
+
+    parent = Organisation.objects.get(pk=sole_organisation_id())
+    return Organisation.objects.create(
+        name="Riverside juniors",
+        slug="riverside-juniors",
+        parent=parent,
+        daily_quota=2_000,
+        monthly_quota=25_000,
+    )
 
 
 def _webhook_with_log():

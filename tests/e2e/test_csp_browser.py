@@ -14,6 +14,7 @@ from api.webhooks import webhook_endpoint_create
 from audiences.models import Contact, ImportJob, Segment, Suppression
 from campaigns.composer.rendering import recipient_context
 from campaigns.models import Campaign, CampaignAttachment, CampaignTemplate, Layout, Recipient
+from organisations.models import Organisation
 from stats.counters import snapshot_recorded
 from stats.models import CampaignStats
 from tests.cobalt_mail.test_access import app_urls
@@ -40,8 +41,11 @@ def staff_pages(staff_user) -> dict[str, str]:
     layout = Layout.objects.create(
         name="Club layout", html='{{ content }}<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
     )
-    suppression = Suppression.objects.create(
-        email="gone@example.org", reason=Suppression.Reason.MANUAL, created_by=staff_user
+    suppression = Suppression.objects.create(  # the club's own: it sees it beside its child organisation
+        email="gone@example.org",
+        reason=Suppression.Reason.MANUAL,
+        created_by=staff_user,
+        organisation=staff_user.memberships.get().organisation,
     )
     CampaignTemplate.objects.create(name="Monthly", subject="Hi", html_body="<p>x</p>", layout=layout)
     job = ImportJob.objects.create(
@@ -89,7 +93,12 @@ def staff_pages(staff_user) -> dict[str, str]:
     endpoint = webhook_endpoint_create(
         organisation=sent.organisation, url="https://1.1.1.1/hooks/cobalt", event_types=["bounce"]
     )
+    # Named to sort after the staff member's own organisation (a site operator works in the first by name).
+    child = Organisation.objects.create(
+        name="Riverside juniors", slug="juniors", parent=sent.organisation, daily_quota=100
+    )
     with_arguments = {
+        "organisations:quota": [child.pk],
         "webhooks:detail": [endpoint.pk],
         "reports:campaign": [sent.pk],
         "reports:campaign_live": [sent.pk],

@@ -384,3 +384,31 @@ def test_a_deactivated_organisations_members_lose_access_to_it(client, operator_
 
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+def test_an_administrator_sees_the_share_of_the_send_rate_but_cannot_change_it(admin_client, club):
+    data = {"name": "Riverside", "is_active": "on", "send_weight": "9"}
+
+    response = admin_client.post("/organisations/", data)
+
+    assert response.status_code == 302
+    club.refresh_from_db()
+    assert club.send_weight == 1
+    page = admin_client.get("/organisations/").content.decode()
+    assert 'name="send_weight"' in page and "disabled" in page.split('name="send_weight"')[1].split(">")[0]
+
+
+def test_a_site_operator_sets_the_share_of_the_send_rate_and_it_is_audited(client, club, django_user_model):
+    operator = django_user_model.objects.create_superuser(username="op", password="correct-horse-battery")
+    client.force_login(operator)
+    data = {"name": "Riverside", "is_active": "on", "send_weight": "3"}
+
+    response = client.post("/organisations/", data)
+
+    assert response.status_code == 302
+    club.refresh_from_db()
+    assert club.send_weight == 3
+    entry = AuditEntry.objects.filter(action=AuditEntry.Action.ORGANISATION, organisation=club).latest("pk")
+    assert "Share of the send rate" in entry.summary
+    refused = client.post("/organisations/", {**data, "send_weight": "0"})
+    assert refused.status_code == 200 and "greater than or equal to 1" in refused.content.decode()

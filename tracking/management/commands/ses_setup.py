@@ -4,6 +4,10 @@ Creates or updates the SES configuration set (``AWS_SES_CONFIGURATION_SET``), th
 configuration set's SNS event destination for every event type (including open and click, which
 turns on SES's open and click tracking for mail sent through the set) and the topic's HTTP(S)
 subscription to the webhook. Running it again changes only what differs.
+
+With ``SES_TENANTS=1`` it then creates an SES tenant for every organisation and associates the
+configuration set and the organisation's sender identities with it (campaigns.delivery.tenants);
+``--tenants-only`` does only that (e.g. after turning SES_TENANTS on, or after adding senders).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from campaigns.delivery.tenants import tenant_setup
+from organisations.models import Organisation
 
 EVENT_TYPES = [
     "send",
@@ -34,13 +41,23 @@ class Command(BaseCommand):
     help = "Create or update the SES configuration set, SNS topic, event destination and webhook subscription."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--webhook-url", required=True, help="Public URL of /tracking/ses/ (https in production).")
+        parser.add_argument("--webhook-url", help="Public URL of /tracking/ses/ (https in production).")
         parser.add_argument("--configuration-set", default=settings.AWS_SES_CONFIGURATION_SET or "cobalt-mail")
         parser.add_argument("--topic-name", default="cobalt-mail-ses-events")
         parser.add_argument("--tracking-domain", default="", help="Custom redirect domain for open/click tracking.")
+        parser.add_argument(
+            "--tenants-only", action="store_true", help="Only the SES tenants of the organisations (SES_TENANTS=1)."
+        )
 
     def handle(self, *args, **options) -> None:
+        if options["tenants_only"]:
+            if not settings.SES_TENANTS:
+                raise CommandError("SES tenants are off: set SES_TENANTS=1 first.")
+            self._tenants()
+            return
         url = options["webhook_url"]
+        if not url:
+            raise CommandError("Give --webhook-url: the public URL of /tracking/ses/.")
         scheme = urlsplit(url).scheme
         if scheme not in {"http", "https"}:
             raise CommandError("--webhook-url must be an http(s) URL.")
@@ -55,7 +72,25 @@ class Command(BaseCommand):
             topic_arn = self._setup(ses, sns, options, scheme)
         except (ClientError, BotoCoreError) as error:
             raise CommandError(f"AWS refused a step: {error}") from error
+        if settings.SES_TENANTS:
+            self._tenants()
         self.stdout.write(self.style.SUCCESS(f"Done. Add the topic to the allowlist: SNS_TOPIC_ARNS={topic_arn}"))
+
+    def _tenants(self) -> None:
+        """One SES tenant per organisation, with what its messages name associated (idempotent)."""
+        for organisation in Organisation.objects.order_by("pk"):
+            try:
+                setup = tenant_setup(organisation_id=organisation.pk)
+            except (ClientError, BotoCoreError) as error:
+                raise CommandError(f"SES refused the tenant of {organisation.name}: {error}") from error
+            made = "Created" if setup.created else "Found"
+            self.stdout.write(f"{made} SES tenant {setup.tenant.tenant_name} for {organisation.name}.")
+            for arn in setup.associated:
+                self.stdout.write(f"  associated {arn}")
+            for arn in setup.missing:
+                self.stdout.write(self.style.WARNING(f"  SES does not know {arn}: not associated"))
+            if not (setup.associated or setup.missing):
+                self.stdout.write("  its resources are associated already.")
 
     def _setup(self, ses, sns, options: dict, scheme: str) -> str:
         name = options["configuration_set"]
