@@ -24,7 +24,6 @@ that day at that moment, ``hold_lifted_base``), so the evidence just reviewed do
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -33,31 +32,16 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from common.rates import wilson_lower_bound
 from organisations import audit
 from organisations.models import Organisation
 from stats.counters import usage_day
 from stats.models import OrganisationDay
 
-WILSON_Z = 1.96  # the 95% interval
 WEEK_DAYS = 7
 RECENT_DELIVERED = 1000
 RECENT_DAYS_AT_MOST = 366
 COUNTED = ("sent", "delivered", "bounced_hard", "complained")
-
-
-def wilson_lower_bound(events: int, trials: int, *, z: float = WILSON_Z) -> float:
-    """The lower end of the Wilson score interval for a rate of ``events`` in ``trials``.
-
-    Unlike ``events / trials`` it stays low when few trials back a high ratio: 1 complaint in
-    312 deliveries is 0.32%, but a true rate as low as 0.06% would often produce it.
-    """
-    if trials <= 0:
-        return 0.0
-    ratio = events / trials
-    spread = z * z / trials
-    centre = ratio + spread / 2
-    margin = z * math.sqrt(ratio * (1 - ratio) / trials + spread / (4 * trials))
-    return max(0.0, (centre - margin) / (1 + spread))
 
 
 @dataclass

@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,6 +32,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from common.ses_clients import ses_account_client
 from organisations import audit
 from organisations.models import Organisation, SenderIdentity
 
@@ -66,16 +65,8 @@ class DnsRecord:
 
 
 def sesv2_client():
-    """A boto3 SESv2 client with the same region, endpoint and credentials as the sending client
-    (campaigns/delivery/ses.py): short timeouts, so an unreachable SES costs a page seconds."""
-    return boto3.client(
-        "sesv2",
-        region_name=settings.AWS_SES_REGION_NAME,
-        endpoint_url=settings.AWS_SES_REGION_ENDPOINT_URL,
-        aws_access_key_id=settings.AWS_SES_ACCESS_KEY_ID,
-        aws_secret_access_key=settings.AWS_SES_SECRET_ACCESS_KEY,
-        config=Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"}),
-    )
+    """A boto3 SESv2 client with the same region, endpoint and credentials as the sending client."""
+    return ses_account_client("sesv2")
 
 
 # --- reads ----------------------------------------------------------------------------------------

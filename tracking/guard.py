@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.services import CampaignError, campaign_pause
-from organisations.reputation import wilson_lower_bound  # one definition: the organisations judge with it too
+from common.rates import wilson_lower_bound  # one definition: the organisations judge with it too
 from stats.models import CampaignStats
 
 logger = logging.getLogger(__name__)

@@ -7,12 +7,13 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 from botocore.config import Config
 from django.conf import settings
 from django.core.mail import mailers
 from django.utils.module_loading import import_string
 from django_ses import SESBackend
+
+from common.ses_clients import ses_account_client
 
 try:  # django-ses tries "import dkim" for every message; when it is absent make the miss cheap.
     import dkim  # noqa: F401
@@ -113,19 +114,9 @@ def _use_ses_v2() -> bool:
 
 
 def ses_client():
-    """A boto3 SES client with the same credentials and endpoint as the sending backend.
-
-    For account calls (quota, identities) made from pages and the limiter: short timeouts and
-    one retry, so an unreachable SES costs a page seconds, not botocore's default minutes.
-    """
-    return boto3.client(
-        "ses",
-        region_name=settings.AWS_SES_REGION_NAME,
-        endpoint_url=settings.AWS_SES_REGION_ENDPOINT_URL,
-        aws_access_key_id=settings.AWS_SES_ACCESS_KEY_ID,
-        aws_secret_access_key=settings.AWS_SES_SECRET_ACCESS_KEY,
-        config=Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"}),
-    )
+    """A boto3 SES (v1) client with the same credentials and endpoint as the sending backend, for
+    account calls made from pages and the limiter (short timeouts: ``common.ses_clients``)."""
+    return ses_account_client("ses")
 
 
 def max_calls_in_flight() -> int:
