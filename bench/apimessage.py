@@ -35,32 +35,24 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
-import datetime
 import http.client
 import json
-import multiprocessing
 import os
-import shlex
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import pg
-from bench.scaleout import ENGINE_SETTINGS, Processes, _raise_stopped, _serve_stub, wait
+from bench import harness
+from bench.harness import Processes, wait
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "cobalt_bench_apimessage"
-REDIS_URL = os.environ.get("APIMESSAGE_REDIS_URL", "redis://127.0.0.1:6379/9")
-CLUSTER_NAME = "cobalt_bench_apimessage"
-REPORT = ROOT / "docs" / "performance.md"
-SECTION = "## Single messages under load (`python -m bench.apimessage`, also run by `make bench`): issue #17"
+LOOPBACK = harness.Loopback(
+    name="apimessage",
+    redis_url=os.environ.get("APIMESSAGE_REDIS_URL", "redis://127.0.0.1:6379/9"),
+    label="api single message under load",
+    section="## Single messages under load (`python -m bench.apimessage`, also run by `make bench`): issue #17",
+)
 TARGET_SECONDS = 5.0
 BEFORE_SECONDS = 10.0
 TEMPLATE_HTML = (
@@ -73,70 +65,6 @@ def say(text: str) -> None:
     print(f"api message: {text}", file=sys.stderr, flush=True)
 
 
-# --- processes ---------------------------------------------------------------------------------
-
-
-def unreachable() -> str | None:
-    """Why PostgreSQL or Redis cannot be used, or None when both answer."""
-    try:
-        import psycopg
-
-        with psycopg.connect(pg.database_url("postgres"), connect_timeout=3):
-            pass
-    except Exception as error:  # any failure means: no PostgreSQL to run on
-        return f"PostgreSQL at {pg.server_url()}: {type(error).__name__}"
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as error:
-        return f"Redis at {REDIS_URL}: {type(error).__name__}"
-    return None
-
-
-def child_env(stub_url: str, bench_url: str, **extra: str) -> dict[str, str]:
-    from bench.run import child_env as base
-
-    env = base(stub_url, bench_url, REDIS_URL=REDIS_URL, Q_CLUSTER_NAME=CLUSTER_NAME, **extra)
-    for key in ENGINE_SETTINGS:  # an outer shell's engine settings must not leak into the run
-        if key not in extra:
-            env.pop(key, None)
-    return env
-
-
-def setup_django(stub_url: str, bench_url: str, rate: float) -> None:
-    for key in ENGINE_SETTINGS:
-        os.environ.pop(key, None)
-    os.environ.update(child_env(stub_url, bench_url, SEND_RATE=str(rate)))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "cobalt_mail.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def start_web(processes: Processes, env: dict[str, str]) -> int:
-    from cobalt_mail.devserver import wait_for_port
-
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    port = pg.free_port()
-    processes.start("apimessage-web", [
-        gunicorn, "cobalt_mail.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-        "--worker-class", "gthread", "--threads", "4", "--keep-alive", "30", "--log-level", "warning",
-    ], env)  # fmt: skip
-    wait_for_port(port, timeout=60)
-    return port
-
-
-def start_cluster(processes: Processes, env: dict[str, str]) -> subprocess.Popen:
-    from bench.faults import cluster_ready
-
-    cluster = processes.start("apimessage-cluster", [sys.executable, "manage.py", "qcluster"], env)
-    if not wait(lambda: cluster_ready(cluster.pid), timeout=90):
-        raise RuntimeError(f"the cluster did not report itself ready within 90 s (see {ROOT / 'var' / 'scaleout'})")
-    return cluster
-
-
 # --- the SES log -------------------------------------------------------------------------------
 
 
@@ -144,20 +72,14 @@ class SesLog:
     """The stub's log, read as it grows: when SES got each message (arrival time, address)."""
 
     def __init__(self, path: Path) -> None:
-        self.file = path.open("rb")
-        self.partial = b""
+        self.log = harness.StubLog(path)
         self.times: list[float] = []  # every arrival, in log order
         self.by_address: dict[str, float] = {}  # first arrival per address
 
     def read(self) -> SesLog:
-        data = self.partial + self.file.read()
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        for line in lines:
-            arrived, _accepted, _message_id, addresses = line.decode().split("\t")
-            at = float(arrived)
+        for at, addresses in self.log.arrivals():
             self.times.append(at)
-            for address in addresses.split(","):
+            for address in addresses:
                 self.by_address.setdefault(address, at)
         return self
 
@@ -293,38 +215,16 @@ def prepare(recipients: int):
 
 def measure(args: argparse.Namespace, workdir: Path, processes: Processes) -> tuple[list[str], str]:
     """Set everything up, measure idle, start the campaign, measure under load; (lines, details)."""
-    import redis
-
-    from tests import ses_stub
-
-    stub_port = pg.free_port()
     log_path = workdir / "ses.log"
-    log_path.touch()
-    ready = multiprocessing.get_context("fork").Event()
-    processes.stub = multiprocessing.get_context("fork").Process(
-        target=_serve_stub,
-        args=(stub_port, ready, ses_stub.Timing(latency=args.latency), str(log_path)),
-        daemon=True,
-    )
-    processes.stub.start()
-    ready.wait(timeout=10)
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    bench_url = pg.recreate(BENCH_DB)
-    setup_django(stub_url, bench_url, args.rate)
-    from django.core.management import call_command
-
-    from bench.run import migrate
-    from campaigns.delivery.ratelimit import limiter_reset
+    stub_url = harness.start_stub(processes, log_path, args.latency)
+    bench_url, notes = LOOPBACK.setup_django(stub_url, SEND_RATE=str(args.rate))
     from campaigns.services import campaign_send_now
 
-    notes: list[str] = []
-    migrate(call_command, notes)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    limiter_reset()
     campaign, template_id, key = prepare(args.recipients)
-    env = child_env(stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS="2", SEND_DISPATCHERS="2")
-    api = Api(start_web(processes, env), key, template_id)
-    start_cluster(processes, env)
+    env = LOOPBACK.child_env(stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS="2", SEND_DISPATCHERS="2")
+    (port,) = harness.start_web(processes, env, ["apimessage-web"], threads=4)
+    api = Api(port, key, template_id)
+    harness.start_clusters(processes, env, ["apimessage-cluster"])
     ses = SesLog(log_path)
 
     say(f"baseline: {args.messages} messages, one every {args.interval:g} s, no campaign sending")
@@ -390,83 +290,21 @@ def report_lines(args, idle, loaded, rates, window, by_own_task, notes) -> tuple
     return lines, details
 
 
-def cleanup(processes: Processes, workdir: Path) -> None:
-    processes.close()
-    if processes.stub is not None:
-        processes.stub.terminate()
-        processes.stub.join(timeout=10)
-    if "django" in sys.modules:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-    with contextlib.suppress(Exception):
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    with contextlib.suppress(Exception):
-        pg.drop(BENCH_DB)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def append_report(lines: list[str], details: str, command: str) -> None:
-    from bench.run import machine
-
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = ["", f"### {stamp}", "", f"- command: `{command}`", f"- machine: {machine()}", f"- {details}", "",
-             "```", *lines, "```", ""]  # fmt: skip
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n"
-    with REPORT.open("a") as report:
-        if f"\n{SECTION}" not in text:
-            report.write(f"\n{SECTION}\n")
-        report.write("\n".join(block))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--recipients", type=int, default=100_000, help="the campaign's contacts")
     parser.add_argument("--rate", type=float, default=300, help="SEND_RATE (the full rate)")
     parser.add_argument("--messages", type=int, default=20, help="single messages, idle and under load each")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between two messages")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds the campaign sends before measuring")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds SES takes for every send")
-    parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
-    args = parser.parse_args(argv)
-    command = ("python -m bench.apimessage " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
-    reason = unreachable()
-    if reason:
-        print(f"api single message under load: skipped: needs PostgreSQL and Redis ({reason})", flush=True)
-        return 0
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    processes = Processes()
-    workdir = Path(tempfile.mkdtemp(prefix="cobalt-bench-apimessage-"))
-    try:
-        lines, details = measure(args, workdir, processes)
-    finally:
-        cleanup(processes, workdir)
-    print("\n".join(lines), flush=True)
-    say(details)
-    if not args.no_report:
-        append_report(lines, details, command)
-    return 0
+    args = harness.arguments(parser, argv, latency=True)
+    return LOOPBACK.main(measure, args, argv, say=say)
 
 
 def run() -> list[str]:
     """For ``bench.run``: the benchmark in its own process (its own Django settings: Redis, the
     stub, its database), its two lines back."""
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.apimessage", "--no-report"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"bench.apimessage failed:\n{completed.stderr[-3000:]}")
-    print(completed.stderr, end="", file=sys.stderr, flush=True)  # the details line
-    return [line for line in completed.stdout.splitlines() if line.startswith("api single message")]
+    return harness.run_module("bench.apimessage", ("api single message",), echo_details=True)
 
 
 if __name__ == "__main__":

@@ -46,29 +46,21 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
-import datetime
-import multiprocessing
 import os
-import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import pg
-from bench.scaleout import ENGINE_SETTINGS, Processes, _raise_stopped, _serve_stub, wait
+from bench import harness
+from bench.harness import Processes, wait
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "cobalt_bench_fairshare"
-REDIS_URL = os.environ.get("FAIRSHARE_REDIS_URL", "redis://127.0.0.1:6379/10")
-CLUSTER_NAME = "cobalt_bench_fairshare"
-REPORT = ROOT / "docs" / "performance.md"
-SECTION = "## Fair share of the send rate (`python -m bench.fairshare`, also run by `make bench`): issue #15"
+LOOPBACK = harness.Loopback(
+    name="fairshare",
+    redis_url=os.environ.get("FAIRSHARE_REDIS_URL", "redis://127.0.0.1:6379/10"),
+    label="fair share",
+    section="## Fair share of the send rate (`python -m bench.fairshare`, also run by `make bench`): issue #15",
+)
 TARGET_RATIO = 2.2
 RECOVERY_SECONDS = 2.0
 FULL_RATE = 0.95  # "at the full rate": at least this fraction of the limit in a 1-s window
@@ -82,60 +74,6 @@ def say(text: str) -> None:
     print(f"fair share: {text}", file=sys.stderr, flush=True)
 
 
-# --- processes ---------------------------------------------------------------------------------
-
-
-def unreachable() -> str | None:
-    """Why PostgreSQL or Redis cannot be used, or None when both answer."""
-    try:
-        import psycopg
-
-        with psycopg.connect(pg.database_url("postgres"), connect_timeout=3):
-            pass
-    except Exception as error:  # any failure means: no PostgreSQL to run on
-        return f"PostgreSQL at {pg.server_url()}: {type(error).__name__}"
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as error:
-        return f"Redis at {REDIS_URL}: {type(error).__name__}"
-    return None
-
-
-def child_env(stub_url: str, bench_url: str, **extra: str) -> dict[str, str]:
-    from bench.run import child_env as base
-
-    env = base(stub_url, bench_url, REDIS_URL=REDIS_URL, Q_CLUSTER_NAME=CLUSTER_NAME, **extra)
-    for key in ENGINE_SETTINGS:  # an outer shell's engine settings must not leak into the run
-        if key not in extra:
-            env.pop(key, None)
-    return env
-
-
-def setup_django(stub_url: str, bench_url: str, rate: float) -> None:
-    for key in ENGINE_SETTINGS:
-        os.environ.pop(key, None)
-    os.environ.update(child_env(stub_url, bench_url, SEND_RATE=str(rate)))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "cobalt_mail.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def start_clusters(processes: Processes, env: dict[str, str], count: int) -> None:
-    from bench.faults import cluster_ready
-
-    clusters = [
-        processes.start(f"fairshare-cluster-{number}", [sys.executable, "manage.py", "qcluster"], env)
-        for number in range(1, count + 1)
-    ]
-    for cluster in clusters:
-        if not wait(lambda cluster=cluster: cluster_ready(cluster.pid), timeout=90):
-            raise RuntimeError(f"cluster {cluster.pid} did not report itself ready within 90 s (see var/scaleout)")
-
-
 # --- the SES log -------------------------------------------------------------------------------
 
 
@@ -143,20 +81,15 @@ class Arrivals:
     """The stub's log, read as it grows: when SES got each campaign's messages (by address prefix)."""
 
     def __init__(self, path: Path) -> None:
-        self.file = path.open("rb")
-        self.partial = b""
+        self.log = harness.StubLog(path)
         self.times: dict[str, list[float]] = {LARGE: [], ALONE: [], BESIDE: []}
 
     def read(self) -> Arrivals:
-        data = self.partial + self.file.read()
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        for line in lines:
-            arrived, _accepted, _message_id, addresses = line.decode().split("\t")
-            for address in addresses.split(","):
+        for arrived, addresses in self.log.arrivals():
+            for address in addresses:
                 prefix = next((prefix for prefix in self.times if address.startswith(prefix)), None)
                 if prefix is not None:
-                    self.times[prefix].append(float(arrived))
+                    self.times[prefix].append(arrived)
         for times in self.times.values():
             times.sort()
         return self
@@ -192,7 +125,7 @@ def club_campaign(club, size: int, prefix: str, name: str) -> int:
     )
     Subscription.objects.bulk_create(Subscription(contact=contact, contact_list=contact_list) for contact in contacts)
     campaign = Campaign.objects.create(
-        organisation=club, name=name, subject=SUBJECT, from_email='"Riverside Rowing" <club@cobalt.example>',
+        organisation=club, name=name, subject=SUBJECT, from_email='"Riverside Rowing" <news@cobalt.example>',
         html_body=HTML,
     )  # fmt: skip
     campaign.include_lists.add(contact_list)
@@ -285,37 +218,17 @@ class Figures:
 
 def measure(args: argparse.Namespace, workdir: Path, processes: Processes) -> tuple[list[str], str]:
     """Set everything up, run the small campaign alone, then beside the large one; (lines, details)."""
-    import redis
-
-    from tests import ses_stub
-
-    stub_port = pg.free_port()
     log_path = workdir / "ses.log"
-    log_path.touch()
-    ready = multiprocessing.get_context("fork").Event()
-    processes.stub = multiprocessing.get_context("fork").Process(
-        target=_serve_stub,
-        args=(stub_port, ready, ses_stub.Timing(latency=args.latency), str(log_path)),
-        daemon=True,
-    )
-    processes.stub.start()
-    ready.wait(timeout=10)
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    bench_url = pg.recreate(BENCH_DB)
-    setup_django(stub_url, bench_url, args.rate)
-    from django.core.management import call_command
-
-    from bench.run import migrate
-    from campaigns.delivery.ratelimit import limiter_reset
+    stub_url = harness.start_stub(processes, log_path, args.latency)
+    bench_url, notes = LOOPBACK.setup_django(stub_url, SEND_RATE=str(args.rate))
     from campaigns.services import campaign_send_now
 
-    notes: list[str] = []
-    migrate(call_command, notes)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    limiter_reset()
     campaigns = prepare(args.large, args.small)
-    env = child_env(stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS=str(args.workers), SEND_DISPATCHERS="2")
-    start_clusters(processes, env, args.clusters)
+    env = LOOPBACK.child_env(
+        stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS=str(args.workers), SEND_DISPATCHERS="2"
+    )
+    names = [f"fairshare-cluster-{number}" for number in range(1, args.clusters + 1)]
+    harness.start_clusters(processes, env, names)
     ses = Arrivals(log_path)
 
     say(f"the club's {args.small:,} alone")
@@ -411,84 +324,22 @@ def report_lines(args: argparse.Namespace, figures: Figures, notes: list[str]) -
 # --- the run -----------------------------------------------------------------------------------
 
 
-def cleanup(processes: Processes, workdir: Path) -> None:
-    processes.close()
-    if processes.stub is not None:
-        processes.stub.terminate()
-        processes.stub.join(timeout=10)
-    if "django" in sys.modules:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-    with contextlib.suppress(Exception):
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    with contextlib.suppress(Exception):
-        pg.drop(BENCH_DB)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def append_report(lines: list[str], details: str, command: str) -> None:
-    from bench.run import machine
-
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = ["", f"### {stamp}", "", f"- command: `{command}`", f"- machine: {machine()}", f"- {details}", "",
-             "```", *lines, "```", ""]  # fmt: skip
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n"
-    with REPORT.open("a") as report:
-        if f"\n{SECTION}" not in text:
-            report.write(f"\n{SECTION}\n")
-        report.write("\n".join(block))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--large", type=int, default=100_000, help="the national body's campaign's contacts")
     parser.add_argument("--small", type=int, default=1_000, help="the club's campaign's contacts")
     parser.add_argument("--rate", type=float, default=100, help="SEND_RATE (the full rate)")
     parser.add_argument("--clusters", type=int, default=2, help="qcluster processes")
     parser.add_argument("--workers", type=int, default=3, help="Q_WORKERS of each cluster")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds the large one sends before the small")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds SES takes for every send")
-    parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
-    args = parser.parse_args(argv)
-    command = ("python -m bench.fairshare " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
-    reason = unreachable()
-    if reason:
-        print(f"fair share: skipped: needs PostgreSQL and Redis ({reason})", flush=True)
-        return 0
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    processes = Processes()
-    workdir = Path(tempfile.mkdtemp(prefix="cobalt-bench-fairshare-"))
-    try:
-        lines, details = measure(args, workdir, processes)
-    finally:
-        cleanup(processes, workdir)
-    print("\n".join(lines), flush=True)
-    say(details)
-    if not args.no_report:
-        append_report(lines, details, command)
-    return 0
+    args = harness.arguments(parser, argv, latency=True)
+    return LOOPBACK.main(measure, args, argv, say=say)
 
 
 def run() -> list[str]:
     """For ``bench.run``: the benchmark in its own process (its own Django settings: Redis, the
     stub, its database), its two lines back."""
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.fairshare", "--no-report"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"bench.fairshare failed:\n{completed.stderr[-3000:]}")
-    print(completed.stderr, end="", file=sys.stderr, flush=True)  # the details line
-    return [line for line in completed.stdout.splitlines() if line.startswith("fair share")]
+    return harness.run_module("bench.fairshare", ("fair share",), echo_details=True)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,15 @@ def django_worker(module: str, database_url: str, *arguments: str) -> dict:
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "cobalt_mail.settings",
     }
+    completed = python_module(module, "--worker", *arguments, env=env, failure=f"{module} worker failed")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def python_module(module: str, *arguments: str, env: dict[str, str], failure: str) -> subprocess.CompletedProcess:
+    """Run ``python -m module ARGUMENTS`` from the project's root, its output captured; a non-zero exit
+    raises RuntimeError with ``failure`` and the end of its stderr."""
     completed = subprocess.run(
-        [sys.executable, "-m", module, "--worker", *arguments],
+        [sys.executable, "-m", module, *arguments],
         cwd=Path(__file__).resolve().parent.parent,
         env=env,
         capture_output=True,
@@ -73,5 +80,5 @@ def django_worker(module: str, database_url: str, *arguments: str) -> dict:
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"{module} worker failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{failure}:\n{completed.stderr[-3000:]}")
+    return completed

@@ -41,112 +41,63 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
-import contextlib
 import datetime
+import functools
 import heapq
 import http.client
 import itertools
 import json
-import multiprocessing
 import os
-import shlex
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench import pg
+from bench import harness
+from bench.harness import ROOT, Processes, wait
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "cobalt_bench_scaleout"
-REDIS_URL = os.environ.get("SCALEOUT_REDIS_URL", "redis://127.0.0.1:6379/8")
-CLUSTER_NAME = "cobalt_bench_scaleout"
+LOOPBACK = harness.Loopback(
+    name="scaleout",
+    redis_url=os.environ.get("SCALEOUT_REDIS_URL", "redis://127.0.0.1:6379/8"),
+    label="scale-out",
+    section="## Scale-out (`python -m bench.scaleout`, also run by `make bench`)",
+)
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:cobalt-bench-scaleout"
-REPORT = ROOT / "docs" / "performance.md"
-LOGS = ROOT / "var" / "scaleout"
 MACHINE = "2 cores, 24 GiB"
 CLUSTERS = 3
 WEB_PROCESSES = 2
 POST_RETRIES = 5  # a notification the webhook answers 5xx is posted again this many times
 KILLED = 1  # index of the cluster that gets SIGKILL
-# Engine settings an outer shell must not leak into the clusters (the run measures the defaults).
-ENGINE_SETTINGS = (
-    "SEND_RATE", "SEND_STALE_SECONDS", "SEND_THREADS", "SEND_BATCH_SIZE", "SEND_TASK_SECONDS",
-    "SEND_MAX_ATTEMPTS", "SES_CONNECT_TIMEOUT", "SES_READ_TIMEOUT", "Q_WORKERS", "Q_TIMEOUT", "Q_RETRY",
-    "RATE_LIMITER", "SEND_SES_API", "SEND_DISPATCHERS",
-)  # fmt: skip
-
-
-class _Stopped(Exception):
-    """SIGTERM to this harness: unwind so that every process it started is killed."""
-
-
-def _raise_stopped(signum: int, frame) -> None:
-    raise _Stopped(signal.strsignal(signum))
 
 
 def say(text: str) -> None:
     print(f"scale-out: {text}", file=sys.stderr, flush=True)
 
 
-# --- reachability ------------------------------------------------------------------------------
-
-
-def unreachable() -> str | None:
-    """Why PostgreSQL or Redis cannot be used, or None when both answer."""
-    try:
-        import psycopg
-
-        with psycopg.connect(pg.database_url("postgres"), connect_timeout=3):
-            pass
-    except Exception as error:  # any failure means: no PostgreSQL to run on
-        return f"PostgreSQL at {pg.server_url()}: {type(error).__name__}"
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as error:
-        return f"Redis at {REDIS_URL}: {type(error).__name__}"
-    return None
-
-
 # --- processes ---------------------------------------------------------------------------------
 
 
-class Processes:
-    """Every process group the run starts; ``close`` kills them all, whatever happened."""
+class ScaleoutProcesses(Processes):
+    """The harness's processes, and this run's in-process helpers: the certificate server, the feeder."""
 
     def __init__(self) -> None:
-        self.started: list[subprocess.Popen] = []
-        # Started in-process or as a child: stopped by ``cleanup``.
-        self.stub = None
+        super().__init__()
         self.cert_server = None
         self.feeder: EventFeeder | None = None
         self.details = ""
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        with (LOGS / f"{name}.log").open("w") as log:
-            process = subprocess.Popen(
-                args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.started.append(process)
-        return process
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-
     def close(self) -> None:
-        for process in self.started:
-            self.kill(process)
+        if self.feeder is not None:
+            self.feeder.stop.set()  # no retrying against web processes about to be killed
+        super().close()
+
+    def stop_helpers(self) -> None:
+        if self.feeder is not None:
+            self.feeder.close()
+        if self.cert_server is not None:
+            self.cert_server.stop()
+        super().stop_helpers()
 
 
 # --- SES events: the simulator's notifications, posted to the two web processes ----------------
@@ -368,107 +319,19 @@ def counters_verdict(campaign_id: int, reached: int, env: dict[str, str]) -> tup
 # --- the run -----------------------------------------------------------------------------------
 
 
-def child_env(stub_url: str, bench_url: str, **extra: str) -> dict[str, str]:
-    from bench.run import child_env as base
-
-    env = base(stub_url, bench_url, REDIS_URL=REDIS_URL, Q_CLUSTER_NAME=CLUSTER_NAME, **extra)
-    for key in ENGINE_SETTINGS:
-        if key not in extra:
-            env.pop(key, None)
-    return env
-
-
-def setup_django(stub_url: str, bench_url: str) -> None:
-    for key in ENGINE_SETTINGS:
-        os.environ.pop(key, None)
-    os.environ.update(child_env(stub_url, bench_url))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "cobalt_mail.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def wait(condition, *, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
-    return True
-
-
-def start_web(processes: Processes, env: dict[str, str], threads: int) -> list[int]:
-    from cobalt_mail.devserver import wait_for_port
-
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    ports = [pg.free_port() for _ in range(WEB_PROCESSES)]
-    for number, port in enumerate(ports, 1):
-        processes.start(f"web-{number}", [
-            gunicorn, "cobalt_mail.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "30", "--log-level", "warning",
-        ], env)  # fmt: skip
-    for port in ports:
-        wait_for_port(port, timeout=60)
-    return ports
-
-
-def start_clusters(processes: Processes, env: dict[str, str]) -> list[subprocess.Popen]:
-    from bench.faults import cluster_ready
-
-    clusters = [
-        processes.start(f"cluster-{number}", [sys.executable, "manage.py", "qcluster"], env)
-        for number in range(1, CLUSTERS + 1)
-    ]
-    for cluster in clusters:
-        if not wait(lambda cluster=cluster: cluster_ready(cluster.pid), timeout=90):
-            raise RuntimeError(f"cluster {cluster.pid} did not report itself ready within 90 s (see {LOGS})")
-    return clusters
-
-
-def _serve_stub(*args) -> None:
-    """The stub's process: forked after the harness's SIGTERM handler, which it must not keep."""
-    from tests import ses_stub
-
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    ses_stub.serve_forever(*args)
-
-
-def run(args: argparse.Namespace, workdir: Path, processes: Processes) -> str:
+def measure(args: argparse.Namespace, workdir: Path, processes: ScaleoutProcesses) -> str:
     """Set everything up, send, kill, wait, measure; returns the line."""
-    import redis
-
-    from tests import ses_stub
-
-    stub_port = pg.free_port()
     log_path = workdir / "ses.log"
-    log_path.touch()
-    ready = multiprocessing.get_context("fork").Event()
-    stub = multiprocessing.get_context("fork").Process(
-        target=_serve_stub,
-        args=(stub_port, ready, ses_stub.Timing(latency=args.latency), str(log_path)),
-        daemon=True,
-    )
-    stub.start()
-    processes.stub = stub
-    ready.wait(timeout=10)
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    bench_url = pg.recreate(BENCH_DB)
-    setup_django(stub_url, bench_url)
-    from django.core.management import call_command
+    stub_url = harness.start_stub(processes, log_path, args.latency)
+    bench_url, notes = LOOPBACK.setup_django(stub_url)
     from django.db.models import Count
 
-    from bench.run import migrate, new_campaign, seed
-    from campaigns.delivery.ratelimit import limiter_reset
+    from bench.run import new_campaign, seed
     from campaigns.models import Campaign, Recipient
     from campaigns.services import campaign_send_now
     from campaigns.snapshot import audience_snapshot
     from tracking.simulator import CertificateServer, SigningIdentity
 
-    notes: list[str] = []
-    migrate(call_command, notes)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    limiter_reset()
     contact_list = seed(args.recipients, {"scale-out": args.recipients})["scale-out"]
     campaign = new_campaign(contact_list, "scale-out")
     audience_snapshot(campaign_id=campaign.pk)
@@ -477,13 +340,16 @@ def run(args: argparse.Namespace, workdir: Path, processes: Processes) -> str:
     identity = SigningIdentity(workdir / "sns")
     cert_server = CertificateServer(identity)
     processes.cert_server = cert_server
-    web_env = child_env(stub_url, bench_url, DJANGO_SETTINGS_MODULE="bench.settings_webhook", DEBUG="0",
-                        BENCH_CERT_URL=cert_server.url, SNS_TOPIC_ARNS=TOPIC_ARN, SEND_RATE=str(args.rate))  # fmt: skip
-    ports = start_web(processes, web_env, args.web_threads)
+    web_env = LOOPBACK.child_env(stub_url, bench_url, DJANGO_SETTINGS_MODULE="bench.settings_webhook", DEBUG="0",
+                                 BENCH_CERT_URL=cert_server.url, SNS_TOPIC_ARNS=TOPIC_ARN,
+                                 SEND_RATE=str(args.rate))  # fmt: skip
+    web_names = [f"web-{number}" for number in range(1, WEB_PROCESSES + 1)]
+    ports = harness.start_web(processes, web_env, web_names, args.web_threads)
     workers = 2
-    cluster_env = child_env(stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS=str(workers),
-                            SEND_DISPATCHERS=str(workers * CLUSTERS), LOG_LEVEL="INFO")  # fmt: skip
-    clusters = start_clusters(processes, cluster_env)
+    cluster_env = LOOPBACK.child_env(stub_url, bench_url, SEND_RATE=str(args.rate), Q_WORKERS=str(workers),
+                                     SEND_DISPATCHERS=str(workers * CLUSTERS), LOG_LEVEL="INFO")  # fmt: skip
+    cluster_names = [f"cluster-{number}" for number in range(1, CLUSTERS + 1)]
+    clusters = harness.start_clusters(processes, cluster_env, cluster_names)
     feeder = EventFeeder(log_path=log_path, recipients=recipients, campaign_id=campaign.pk, ports=ports,
                          identity=identity, cert_url=cert_server.cert_url, lanes=args.lanes)  # fmt: skip
     processes.feeder = feeder
@@ -561,67 +427,22 @@ def run(args: argparse.Namespace, workdir: Path, processes: Processes) -> str:
     )
 
 
-def cleanup(processes: Processes, workdir: Path) -> None:
-    if processes.feeder is not None:
-        processes.feeder.stop.set()  # no retrying against web processes about to be killed
-    processes.close()
-    if processes.feeder is not None:
-        processes.feeder.close()
-    if processes.cert_server is not None:
-        processes.cert_server.stop()
-    if processes.stub is not None:
-        processes.stub.terminate()
-        processes.stub.join(timeout=10)
-    if "django" in sys.modules:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-    with contextlib.suppress(Exception):
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    with contextlib.suppress(Exception):
-        pg.drop(BENCH_DB)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def append_report(line: str, details: str, command: str) -> None:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = ["", f"### {stamp}", "", f"- command: `{command}`", f"- machine: {MACHINE}", f"- {details}", "",
-             "```", line, "```", ""]  # fmt: skip
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n"
-    with REPORT.open("a") as report:
-        if "\n## Scale-out" not in text:
-            report.write("\n## Scale-out (`python -m bench.scaleout`, also run by `make bench`)\n")
-        report.write("\n".join(block))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--recipients", type=int, default=50000)
     parser.add_argument("--rate", type=float, default=500, help="SEND_RATE for every cluster")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds SES takes for every send")
     parser.add_argument("--web-threads", type=int, default=8, help="gunicorn threads per web process")
     parser.add_argument("--lanes", type=int, default=8, help="concurrent SNS posts")
     parser.add_argument("--limit", type=float, default=900, help="seconds each phase may take")
-    parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
-    args = parser.parse_args(argv)
-    command = ("python -m bench.scaleout " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
-    reason = unreachable()
-    if reason:
-        print(f"scale-out: skipped: needs PostgreSQL and Redis ({reason})", flush=True)
+    args = harness.arguments(parser, argv, latency=True)
+    processes = ScaleoutProcesses()
+    line = LOOPBACK.run(functools.partial(measure, args), processes)
+    if line is None:
         return 0
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    processes = Processes()
-    workdir = Path(tempfile.mkdtemp(prefix="cobalt-bench-scaleout-"))
-    try:
-        line = run(args, workdir, processes)
-    finally:
-        cleanup(processes, workdir)
     print(line, flush=True)
     if not args.no_report:
-        append_report(line, processes.details, command)
+        command = harness.command_line("bench.scaleout", argv)
+        harness.append_report(LOOPBACK.section, [line], command, details=processes.details, machine=MACHINE)
     return 0
 
 

@@ -32,23 +32,19 @@ PostgreSQL it prints "usage page: skipped: needs PostgreSQL" and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 import os
 import re
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import pg
+from bench import harness, pg
+from bench.harness import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cobalt_bench_usage"
-REPORT = ROOT / "docs" / "performance.md"
 SECTION = "## Usage page at scale (`python -m bench.usage`, also run by `make bench`): issue #15"
 REQUESTS = 30
 WARM_UP = 3
@@ -66,18 +62,6 @@ STATES = [
     "Northern Territory",
 ]
 CLUBS = 91
-
-
-def unreachable() -> str | None:
-    """Why PostgreSQL cannot be used, or None when it answers."""
-    try:
-        import psycopg
-
-        with psycopg.connect(pg.database_url("postgres"), connect_timeout=3):
-            pass
-    except Exception as error:  # any failure means: no PostgreSQL to run on
-        return f"{pg.server_url()}: {type(error).__name__}"
-    return None
 
 
 def setup_django(bench_url: str) -> None:
@@ -171,12 +155,7 @@ def seed_recipients(shares: dict[int, int], today: datetime.date) -> tuple[list[
                     organisation_id=organisation_id,
                     name=f"Newsletter {number + 1}",
                     subject="News",
-                    from_email="news@cobalt.example",
-                    html_body="<p>Hi</p>",
-                    status=Campaign.Status.SENT,
-                    started_at=now,
-                    finished_at=now,
-                    snapshot_at=now,
+                    **harness.sent_campaign_fields(now),
                 )
             )
     ids = [campaign.pk for campaign in Campaign.objects.bulk_create(campaigns)]
@@ -447,49 +426,24 @@ def benchmark(recipients: int) -> list[str]:
         pg.drop(BENCH_DB)
 
 
-def append_report(lines: list[str], command: str) -> None:
-    from bench.run import machine
-
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = ["", f"### {stamp}", "", f"- command: `{command}`", f"- machine: {machine()}", "", "```", *lines, "```", ""]
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n"
-    with REPORT.open("a") as report:
-        if f"\n{SECTION}" not in text:
-            report.write(f"\n{SECTION}\n")
-        report.write("\n".join(block))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--recipients", type=int, default=10_000_000, help="recipients over all campaigns")
-    parser.add_argument("--no-report", action="store_true", help="do not append to docs/performance.md")
-    args = parser.parse_args(argv)
-    command = ("python -m bench.usage " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
-    reason = unreachable()
+    args = harness.arguments(parser, argv, latency=False)
+    reason = harness.postgres_unreachable()
     if reason:
         print(f"usage page: skipped: needs PostgreSQL ({reason})", flush=True)
         return 0
     lines = benchmark(args.recipients)
     print("\n".join(lines), flush=True)
     if not args.no_report:
-        append_report(lines, command)
+        harness.append_report(SECTION, lines, harness.command_line("bench.usage", argv))
     return 0
 
 
 def run() -> list[str]:
     """For ``bench.run``: the benchmark in its own process (its own settings and database)."""
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.usage", "--no-report"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"bench.usage failed:\n{completed.stderr[-3000:]}")
-    return [line for line in completed.stdout.splitlines() if line.startswith(("usage", "plan: usage"))]
+    return harness.run_module("bench.usage", ("usage", "plan: usage"), echo_details=False)
 
 
 if __name__ == "__main__":
